@@ -1,0 +1,52 @@
+# Two commands for users: `make run` and `make test`. Everything else is for developers.
+SHELL := /bin/bash
+PYTHON_VERSION := $(shell cat .python-version)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+# Find a Python matching .python-version: pyenv's when present, else python3.12 on PATH.
+BASE_PYTHON := $(shell \
+	(command -v pyenv >/dev/null && pyenv prefix $(PYTHON_VERSION) 2>/dev/null | head -1 | sed 's|$$|/bin/python|') \
+	|| command -v python$(PYTHON_VERSION) || echo python$(PYTHON_VERSION))
+
+.PHONY: run test lint bench restart clean
+
+$(PY):
+	$(BASE_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP) $@
+
+## run: install, then start every service with honcho (dashboard: http://127.0.0.1:5000)
+run: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
+
+## test: install test tools, then run the whole suite
+test: $(DEV_STAMP)
+	$(PY) -m pytest
+
+## lint: ruff over the project
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+
+## bench: run the benchmarks and write docs/benchmarks.md
+bench: $(DEV_STAMP)
+	$(PY) -m bench
+
+## restart SERVICE=name: restart one running service in place; the others carry on
+restart:
+	@test -n "$(SERVICE)" || { echo "usage: make restart SERVICE=<name>"; exit 2; }
+	@found=0; for f in $${DATA_DIR:-var}/run/$(SERVICE).*.pid; do \
+		[ -e "$$f" ] || continue; found=1; kill -HUP $$(cat "$$f") && echo "restarting $(SERVICE) pid $$(cat $$f)"; \
+	done; [ $$found = 1 ] || { echo "no running $(SERVICE) found in $${DATA_DIR:-var}/run"; exit 1; }
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

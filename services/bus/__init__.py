@@ -1,0 +1,1 @@
+"""The message bus: the XSUB/XPUB forwarder every publisher and subscriber meets at."""

@@ -1,0 +1,4 @@
+from services.bus.service import BusService
+from shared.service import main
+
+main(BusService)

@@ -1,0 +1,4 @@
+from services.exchange_sim.service import ExchangeSimService
+from shared.service import main
+
+main(ExchangeSimService)

@@ -1,0 +1,1 @@
+"""Execution: the only holder of the API secret; risk checks, orders, user-data stream."""

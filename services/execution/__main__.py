@@ -1,0 +1,4 @@
+from services.execution.service import ExecutionService
+from shared.service import main
+
+main(ExecutionService)

@@ -1,0 +1,1 @@
+"""Gateway: the dashboard, REST ``/api/*`` and WebSockets over the bus."""

@@ -1,0 +1,1 @@
+"""Market data: the one connection to Binance market streams, republished on ``md.*``."""

@@ -1,0 +1,1 @@
+"""Strategy workers: run bots claimed by lease and send their intents to execution."""
