@@ -184,6 +184,11 @@ class ReplyServer:
     def socket(self) -> zmq.Socket:
         return self._sock
 
+    @property
+    def endpoint(self) -> str:
+        """The bound address, with the real port when bound to ``tcp://host:*``."""
+        return self._sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+
     def serve(self, timeout_ms: int) -> int:
         """Answer every request waiting now, or the first to arrive within the timeout."""
         served = 0

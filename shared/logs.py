@@ -17,7 +17,10 @@ from shared.messages import LogRecord
 
 REDACTED = "***"
 # Query-string signatures and secrets that slip into a URL or an exception text.
-_PATTERNS = [re.compile(r"(signature=)[0-9a-fA-F]{16,}"), re.compile(r"(secret[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,]+", re.I)]
+_PATTERNS = [
+    re.compile(r"(signature=)[0-9a-fA-F]{16,}"),
+    re.compile(r"(secret[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,]+", re.I),
+]
 
 
 class RedactFilter(logging.Filter):

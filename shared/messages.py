@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar, TypeVar, Union
+from typing import Any, ClassVar, Self, Union
 
 from shared.errors import CodecError
 
@@ -21,10 +21,7 @@ SCHEMA_VERSION = 1
 
 REGISTRY: dict[str, type[Message]] = {}
 
-M = TypeVar("M", bound="Message")
-
-
-def message(cls: type[M]) -> type[M]:
+def message[M: Message](cls: type[M]) -> type[M]:
     """Class decorator: make ``cls`` a frozen dataclass and register it under its name."""
     cls = dataclass(frozen=True, slots=True)(cls)
     name = cls.__name__
@@ -52,7 +49,7 @@ class Message:
         return out
 
     @classmethod
-    def from_dict(cls: type[M], data: dict[str, Any]) -> M:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         hints = _hints_of(cls)
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
@@ -155,6 +152,7 @@ class Heartbeat(Message):
     ts: float
     pid: int
     detail: dict[str, Any] = field(default_factory=dict)
+    started_at: float = 0.0
 
 
 @message

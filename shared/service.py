@@ -42,8 +42,11 @@ class Service:
 
     name = "service"
 
-    def __init__(self, config: Config, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, config: Config, clock: Clock = SYSTEM_CLOCK, configure_logging: bool = False
+    ) -> None:
         self.config = config
+        self.configure_logging = configure_logging
         self.clock = clock
         self.instance = f"{socket.gethostname()}-{os.getpid()}"
         self.state = INITIALIZED
@@ -52,6 +55,7 @@ class Service:
         self.publisher: Publisher | None = None
         self._stop_event = threading.Event()
         self._started_at = 0.0
+        self._started_wall = 0.0
         self._next_heartbeat = 0.0
         self._lock = threading.Lock()
 
@@ -80,11 +84,12 @@ class Service:
     def start(self) -> None:
         self.state = STARTING
         self._started_at = self.clock.monotonic()
+        self._started_wall = self.clock.time()
         self.ctx = zmq.Context()
         self.publisher = Publisher(self.ctx, self.config.endpoints.bus_xsub)
-        setup_logging(
-            self.name, self.config.log_level, self.config.secrets(), self.publisher, self.instance
-        )
+        if self.configure_logging:  # a process owns its root logger; a test does not
+            setup_logging(self.name, self.config.log_level, self.config.secrets(),
+                          self.publisher, self.instance)
         self.on_start()
         self.state = RUNNING
         log.info("%s started (mode=%s, instance=%s)", self.name, self.config.mode, self.instance)
@@ -118,6 +123,7 @@ class Service:
             ts=self.clock.time(),
             pid=os.getpid(),
             detail=self.heartbeat_detail(),
+            started_at=self._started_wall,
         )
         self.publisher.publish(topics.health(self.name), beat)
 
@@ -155,7 +161,7 @@ def main(service_cls: type[Service]) -> None:
     except ConfigError as exc:
         print(f"{service_cls.name}: {exc}", file=sys.stderr)
         sys.exit(2)
-    service = service_cls(config)
+    service = service_cls(config, configure_logging=True)
     restart = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

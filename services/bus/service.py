@@ -39,8 +39,8 @@ class BusService(Service):
 
     name = "bus"
 
-    def __init__(self, config: Config, clock: Clock = SYSTEM_CLOCK) -> None:
-        super().__init__(config, clock)
+    def __init__(self, config: Config, clock: Clock = SYSTEM_CLOCK, **kwargs) -> None:
+        super().__init__(config, clock, **kwargs)
         self._proxy_thread: threading.Thread | None = None
         self._counts: Counter[str] = Counter()
         self._totals: Counter[str] = Counter()

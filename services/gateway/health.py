@@ -51,7 +51,8 @@ class HealthBook:
             up = age <= self.timeout_s and beat.status not in DOWN_STATES
             entry["instances"][beat.instance] = {
                 "up": up, "last_seen_s": age, "status": beat.status,
-                "uptime_s": beat.uptime_s, "pid": beat.pid, "detail": beat.detail,
+                "uptime_s": beat.uptime_s, "started_at": beat.started_at, "pid": beat.pid,
+                "detail": beat.detail,
             }
         for entry in services.values():
             _summarise(entry)

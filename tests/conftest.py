@@ -1,0 +1,71 @@
+"""Fixtures shared by the whole suite: short ipc endpoints, a running bus, a config."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from shared.config import Config, Endpoints, load_config
+
+
+@pytest.fixture
+def ipc_dir() -> Iterator[Path]:
+    """A short temp dir for ipc sockets (their paths are limited to ~100 characters)."""
+    path = Path(tempfile.mkdtemp(prefix="zmq-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def endpoints(ipc_dir: Path) -> Endpoints:
+    return Endpoints(
+        bus_xsub=f"ipc://{ipc_dir}/xsub",
+        bus_xpub=f"ipc://{ipc_dir}/xpub",
+        state=f"ipc://{ipc_dir}/state",
+        execution=f"ipc://{ipc_dir}/execution",
+        marketdata=f"ipc://{ipc_dir}/marketdata",
+    )
+
+
+def make_config(service: str, endpoints: Endpoints, **overrides) -> Config:
+    base = load_config(service, env={})
+    values = {**base.__dict__, "endpoints": endpoints, **overrides}
+    return Config(**values)
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context]:
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+class RunningService:
+    """Runs a Service's loop on a thread for a test; ``close`` stops it and joins."""
+
+    def __init__(self, service) -> None:
+        self.service = service
+        service.start()
+        self.thread = threading.Thread(target=service.run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.service.request_stop()
+        self.thread.join(timeout=2.0)
+        self.service.stop()
+        assert not self.thread.is_alive(), "service loop did not stop within 2 s"
+
+
+@pytest.fixture
+def bus(endpoints: Endpoints) -> Iterator[RunningService]:
+    from services.bus.service import BusService
+
+    running = RunningService(BusService(make_config("bus", endpoints)))
+    yield running
+    running.close()
