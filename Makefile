@@ -39,7 +39,7 @@ lint: $(DEV_STAMP)
 
 ## bench: run the benchmarks and write docs/benchmarks.md
 bench: $(DEV_STAMP)
-	$(PY) -m bench
+	$(PY) -m tests.bench
 
 ## restart SERVICE=name: restart one running service in place; the others carry on
 restart:
