@@ -5,10 +5,14 @@ Errors are always JSON of one shape: ``{"error": {"code", "message", "fields"}}`
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from pathlib import Path
+
+from flask import Flask, jsonify, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from services.gateway.health import HealthBook
+
+FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
@@ -17,8 +21,12 @@ def error_body(code: str, message: str, fields: dict | None = None) -> dict:
 
 def create_app(health: HealthBook, config: dict | None = None) -> Flask:
     """Build the app around a health table (and, in later issues, state/execution clients)."""
-    app = Flask(__name__, static_folder=None)
+    app = Flask(__name__, static_folder=str(FRONTEND), static_url_path="/static")
     app.config.update(config or {})
+
+    @app.get("/")
+    def index():
+        return send_from_directory(FRONTEND, "index.html")
 
     @app.get("/api/health")
     def api_health():

@@ -68,3 +68,11 @@ def test_unknown_path_is_a_json_404():
     assert resp.status_code == 404
     assert resp.get_json()["error"]["code"] == "not_found"
     assert set(resp.get_json()["error"]) == {"code", "message", "fields"}
+
+
+def test_dashboard_page_and_its_script_are_served():
+    client = create_app(HealthBook()).test_client()
+    page = client.get("/")
+    script = client.get("/static/health.js")
+    assert page.status_code == 200 and b"/static/health.js" in page.data
+    assert script.status_code == 200 and b"/api/health" in script.data
