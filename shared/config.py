@@ -54,6 +54,7 @@ class Config:
     api_secret: str | None = field(default=None, repr=False)
     endpoints: Endpoints = field(default_factory=Endpoints)
     sim_host: str = "127.0.0.1"
+    sim_bind_host: str = "127.0.0.1"
     sim_port: int = 9010
     sim_api_key: str = "sim-key"
     sim_api_secret: str = field(default="sim-secret", repr=False)
@@ -185,6 +186,7 @@ def load_config(
         api_secret=api_secret,
         endpoints=_endpoints(r),
         sim_host=r.text("SIM_HOST", "127.0.0.1"),
+        sim_bind_host=r.text("SIM_BIND_HOST", "127.0.0.1"),
         sim_port=r.port("SIM_PORT", 9010),
         sim_api_key=r.text("SIM_API_KEY", "sim-key"),
         sim_api_secret=r.text("SIM_API_SECRET", "sim-secret"),

@@ -1,20 +1,28 @@
 """Benchmark of the state store (not a test): durable fill recording and snapshot cost.
 
 Usage: python -m services.state.bench [--fills N] [--orders N] [--data-dir DIR]
-Prints recorded fill events per second with durable (synchronous=FULL) commits, then the
-snapshot's size and time, and one history page's time, with ``--orders`` orders stored.
+Prints recorded fill events per second with durable (synchronous=FULL) commits, straight
+into the store and through the service's request/reply (acknowledged once on disk), then
+the snapshot's size and time, and one history page's time, with ``--orders`` orders stored.
+``run()`` returns the same figures as ``(name, value, unit)`` rows for ``make bench``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
+import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 
+from services.state.service import StateService
 from services.state.store import Store
+from shared.bus import RequestClient
+from shared.codec import encode
+from shared.config import load_config
+from shared.messages import RecordFill, RecordOrderEvent, Reply
 
 SYMBOL = "BTCUSDT"
 
@@ -73,27 +81,75 @@ def timed(function, repeat: int = 5) -> tuple[float, object]:
     return best * 1000, result
 
 
+def bench_service(data_dir: Path, count: int) -> float:
+    """Record ``count`` fills through a running state service, each acknowledged durably."""
+    config = load_config("state", env={
+        "DATA_DIR": str(data_dir),
+        "STATE_ENDPOINT": f"ipc://{data_dir}/state.ipc",
+        "BUS_XSUB_ENDPOINT": f"ipc://{data_dir}/xsub.ipc",  # no bus: changes go nowhere
+    })
+    service = StateService(config)
+    service.start()
+    loop = threading.Thread(target=service.run, daemon=True)
+    loop.start()
+    client = RequestClient(service.ctx, config.endpoints.state, timeout_ms=5000, retries=1)
+    try:
+        for side in ("BUY", "SELL"):
+            client.call(RecordOrderEvent(
+                client_order_id=f"svc-{side.lower()}", status="NEW", bot_id=1, symbol=SYMBOL,
+                side=side, order_type="MARKET", qty=Decimal(count)))
+        started = time.perf_counter()
+        for trade_id in range(1, count + 1):
+            side = "BUY" if trade_id % 2 else "SELL"  # round trips, as bench_fills does
+            client.call(RecordFill(
+                symbol=SYMBOL, trade_id=trade_id, side=side, price=Decimal(f"{100 + trade_id % 7}"),
+                qty=Decimal("0.01"), client_order_id=f"svc-{side.lower()}"))
+        return count / (time.perf_counter() - started)
+    finally:
+        client.close()
+        service.request_stop()
+        loop.join(timeout=2)
+        service.stop()
+
+
+def run(fills: int = 2000, orders: int = 100_000, data_dir: Path | None = None) -> list[tuple]:
+    """Every figure as a ``(name, value, unit)`` row."""
+    own_dir = data_dir is None
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="state-bench-"))
+    rows: list[tuple[str, str, str]] = []
+    try:
+        rate = bench_service(data_dir / "service", fills)
+        rows.append(("state fills recorded via request/reply, durable ack",
+                     f"{rate:,.0f}", "events/s"))
+        with Store.open(data_dir) as store:
+            rate = bench_fills(store, fills)
+            rows.append(("state fills recorded in the store, durable commit",
+                         f"{rate:,.0f}", "events/s"))
+            fill_orders(store, orders)
+            snapshot_ms, snapshot = timed(store.snapshot)
+            size_kib = len(encode(Reply(ok=True, result=snapshot))) / 1024
+            rows.append((f"state snapshot with {orders:,} orders stored",
+                         f"{snapshot_ms:.1f}", "ms"))
+            rows.append((f"state snapshot size with {orders:,} orders stored "
+                         f"({len(snapshot['open_orders'])} open)", f"{size_kib:.1f}",
+                         "KiB msgpack"))
+            page_ms, _ = timed(lambda: store.list_orders(bot_id=1, limit=100, before=50_000))
+            rows.append((f"state page of 100 orders of {orders:,} (bot filter)",
+                         f"{page_ms:.1f}", "ms"))
+    finally:
+        if own_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fills", type=int, default=2000)
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="state-bench-"))
-    try:
-        with Store.open(data_dir) as store:
-            rate = bench_fills(store, args.fills)
-            print(f"state: {args.fills} fills recorded, {rate:,.0f} events/s (durable commits)")
-            fill_orders(store, args.orders)
-            snapshot_ms, snapshot = timed(store.snapshot)
-            size_kb = len(json.dumps(snapshot).encode()) / 1024
-            print(f"state: snapshot with {args.orders:,} orders stored: {snapshot_ms:.1f} ms,"
-                  f" {size_kb:.1f} KiB JSON ({len(snapshot['open_orders'])} open orders)")
-            page_ms, _ = timed(lambda: store.list_orders(bot_id=1, limit=100, before=50_000))
-            print(f"state: one page of 100 orders (bot filter, before=50000): {page_ms:.1f} ms")
-    finally:
-        if args.data_dir is None:
-            shutil.rmtree(data_dir, ignore_errors=True)
+    for name, value, unit in run(args.fills, args.orders, args.data_dir):
+        print(f"{name}: {value} {unit}")
 
 
 if __name__ == "__main__":
