@@ -11,7 +11,7 @@ BASE_PYTHON := $(shell \
 	(command -v pyenv >/dev/null && pyenv prefix $(PYTHON_VERSION) 2>/dev/null | head -1 | sed 's|$$|/bin/python|') \
 	|| command -v python$(PYTHON_VERSION) || echo python$(PYTHON_VERSION))
 
-.PHONY: run test lint bench restart clean
+.PHONY: run test lint bench restart clean chromium
 
 $(PY):
 	$(BASE_PYTHON) -m venv $(VENV)
@@ -29,9 +29,17 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
 run: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start
 
-## test: install test tools, then run the whole suite
-test: $(DEV_STAMP)
+## test: install test tools (and Debian's chromium for the browser tests), run the whole suite
+test: $(DEV_STAMP) chromium
 	$(PY) -m pytest
+
+# Browser tests drive Debian's chromium; install it when missing and we are allowed to.
+chromium:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing chromium for the browser tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium missing and not root: browser tests will be skipped"; fi; }
 
 ## lint: ruff over the project
 lint: $(DEV_STAMP)
