@@ -109,10 +109,11 @@ def test_procfile_system_starts_restarts_one_and_stops(system):
 
     after = wait_for(state_came_back, 15, "state to restart and heartbeat again")
     assert proc.poll() is None, "honcho stopped: the restart took the others down"
-    for name, instances in others.items():  # the others kept running: same pids, older uptime
+    for name, instances in others.items():  # the others kept running: same process, same start
         for instance, info in instances.items():
-            assert after[name]["instances"][instance]["pid"] == info["pid"]
-            assert after[name]["instances"][instance]["uptime_s"] > info["uptime_s"]
+            now = after[name]["instances"][instance]
+            assert (now["pid"], now["started_at"]) == (info["pid"], info["started_at"])
+            assert now["up"]
 
     pids = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
     assert len(pids) == 8  # seven services, two strategy workers
@@ -125,3 +126,19 @@ def test_procfile_system_starts_restarts_one_and_stops(system):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_the_simulator_answers_python_binance_in_the_running_system(system):
+    """The exchange_sim process serves Binance's REST API on SIM_PORT."""
+    from binance.client import Client
+
+    proc, port, _ = system
+    wait_for(lambda: all_up(port), 30, "every service healthy")
+    services = get_health(port)
+    (sim,) = services["exchange_sim"]["instances"].values()
+    base = sim["detail"]["url"]
+    client = Client("sim-key", "sim-secret", ping=False)
+    client.API_URL = f"{base}/api"
+    assert client.ping() == {}
+    assert client.get_symbol_ticker(symbol="BTCUSDT")["symbol"] == "BTCUSDT"
+    client.close_connection()
