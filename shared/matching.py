@@ -126,12 +126,13 @@ def error_body(exc: ExchangeError) -> dict[str, Any]:
 
 
 def fmt(value: Decimal | None) -> str:
-    """Render a Decimal like Binance: plain notation, at least 8 decimals, never rounded."""
+    """Render a Decimal like Binance: plain notation, 8 decimals, never rounded: digits past
+    the 8th are shown only when they are not zero (an exact product can have more)."""
     if value is None:
         return "0.00000000"
     exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -8:
-        return format(value, "f")
+    if isinstance(exponent, int) and exponent < -8 and value != round(value, 8):
+        return format(value.normalize(), "f")
     return f"{value:.8f}"
 
 

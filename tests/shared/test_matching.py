@@ -697,3 +697,11 @@ def test_ledger_never_lets_free_go_negative(steps):
             pass
         balance = ledger.balance("a", "USDT")
         assert balance.free >= 0 and balance.locked >= 0
+
+
+def test_fmt_shows_eight_decimals_and_only_real_extra_digits():
+    from shared.matching import fmt
+
+    assert fmt(Decimal("52.17057000000000")) == "52.17057000"
+    assert fmt(Decimal("1.123456789")) == "1.123456789"
+    assert fmt(Decimal("5")) == "5.00000000"
