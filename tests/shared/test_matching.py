@@ -702,6 +702,6 @@ def test_ledger_never_lets_free_go_negative(steps):
 def test_fmt_shows_eight_decimals_and_only_real_extra_digits():
     from shared.matching import fmt
 
-    assert fmt(Decimal("52.17057000000000")) == "52.17057000"
-    assert fmt(Decimal("1.123456789")) == "1.123456789"
-    assert fmt(Decimal("5")) == "5.00000000"
+    assert fmt(D("52.17057000000000")) == "52.17057000"
+    assert fmt(D("1.123456789")) == "1.123456789"
+    assert fmt(D("5")) == "5.00000000"
