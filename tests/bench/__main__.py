@@ -10,7 +10,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITES = ["tests.bench.codec", "tests.bench.bus", "services.state.bench"]
+SUITES = [
+    "tests.bench.codec",
+    "tests.bench.bus",
+    "services.state.bench",
+    "services.strategy.bench",
+]
 
 
 def main() -> None:

@@ -72,8 +72,19 @@ def system(ipc_dir, tmp_path):
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    kill_leftovers(tmp_path / "data" / "run")
     log.close()
     print((tmp_path / "honcho.log").read_text()[-5000:])
+
+
+def kill_leftovers(run_dir: Path) -> None:
+    """honcho puts each service in a session of its own: after a failed test, kill them by
+    the pids they wrote, so no stray system outlives the test."""
+    for pidfile in run_dir.glob("*.pid"):
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
 
 
 def all_up(port: int):
