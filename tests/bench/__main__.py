@@ -15,6 +15,7 @@ SUITES = [
     "tests.bench.bus",
     "services.state.bench",
     "services.strategy.bench",
+    "services.marketdata.bench",
 ]
 
 
