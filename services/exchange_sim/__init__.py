@@ -7,5 +7,7 @@
 Modules: ``market`` (price paths, klines, trades, books), ``streams`` (market streams),
 ``venue`` (accounts and orders over ``shared.matching``), ``operations`` (every REST / WS-API
 call), ``auth`` (keys, HMAC, timestamps), ``ratelimit`` (weights, 429/418), ``faults``
-(``/sim/faults``), ``ws_api`` (``/ws-api/v3`` and user data), ``server`` (aiohttp app).
+(``/sim/faults``), ``ws_api`` (``/ws-api/v3`` and user data), ``server`` (aiohttp app),
+``paper`` (MODE=paper: the real market relayed, orders matched here), ``settings`` (the
+``SIM_*`` variables), ``bench`` (``make bench`` rows).
 """

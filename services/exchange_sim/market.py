@@ -1,14 +1,14 @@
 """Price paths per symbol and everything derived from them: klines, trades, order books.
 
 A path is a sequence of prices on a fixed step (1 s by default) starting at ``origin_ms``. It is
-either a seeded random walk or a replay of a real 1m kline CSV. Klines of any interval, the trade
+a seeded random walk, a replay of a real 1m kline CSV or a replay of a recorded bookTicker CSV
+(whose best bid/ask then top the book). Klines of any interval, the trade
 tape and the order book at a step are pure functions of the path, so REST history and the live
 streams always agree. "Now" comes from a :class:`~shared.clock.Clock`.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
 import gzip
 import math
@@ -33,6 +33,7 @@ INTERVAL_MS: dict[str, int] = {
 }
 FIRST_TRADE_ID = 100_000_000
 FIRST_UPDATE_ID = 1_000_000_000
+QUOTES_PREFIX = "quotes:"
 _CHUNK_STEPS = 4096
 
 
@@ -131,6 +132,26 @@ class RandomWalkPath(PricePath):
         return self._on_grid(np.exp(log_prices), volumes)
 
 
+def read_table(path: str | Path, columns: tuple[str, ...]) -> np.ndarray:
+    """The named columns of a numeric CSV (gzip if ``.gz``) with a header line, as float64.
+
+    Parsed in one numpy call: a month of 1m candles loads in a few tens of milliseconds.
+    """
+    raw = Path(path).read_bytes()
+    text = (gzip.decompress(raw) if str(path).endswith(".gz") else raw).decode("ascii")
+    header, _, body = text.partition("\n")
+    names = [n.strip() for n in header.split(",")]
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise ValueError(f"{path}: no column {missing}; header is {names}")
+    lines = body.split()
+    if not lines:
+        return np.empty((0, len(columns)))
+    cells = np.array(",".join(lines).split(","), dtype=np.float64)
+    table = cells.reshape(len(lines), len(names))
+    return table[:, [names.index(c) for c in columns]]
+
+
 @dataclass(frozen=True)
 class Candles:
     """Rows of a kline CSV (header ``open_time_ms,open,high,low,close,volume``)."""
@@ -144,14 +165,10 @@ class Candles:
 
     @classmethod
     def read_csv(cls, path: str | Path, interval_ms: int = MINUTE_MS) -> Candles:
-        opener = gzip.open if str(path).endswith(".gz") else open
-        with opener(path, "rt", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        if not rows:
+        table = read_table(path, ("open", "high", "low", "close", "volume"))
+        if not len(table):
             raise ValueError(f"{path}: no candles")
-        column = {k: np.array([float(r[k]) for r in rows]) for k in rows[0] if k != "open_time_ms"}
-        return cls(interval_ms, column["open"], column["high"], column["low"], column["close"],
-                   column["volume"])
+        return cls(interval_ms, *(table[:, i] for i in range(5)))
 
     def __len__(self) -> int:
         return len(self.open)
@@ -190,6 +207,90 @@ class ReplayPath(PricePath):
         y0, y1 = ys[seg, cols], ys[seg + 1, cols]
         prices = y0 + (y1 - y0) * (j - x0) / (x1 - x0)
         return self._on_grid(prices, c.volume[k] / n)
+
+
+@dataclass(frozen=True)
+class Quotes:
+    """Rows of a bookTicker CSV (header ``ts_ms,bid,bid_qty,ask,ask_qty,...``), time-ordered."""
+
+    ts_ms: np.ndarray
+    bid: np.ndarray
+    bid_qty: np.ndarray
+    ask: np.ndarray
+    ask_qty: np.ndarray
+
+    @classmethod
+    def read_csv(cls, path: str | Path) -> Quotes:
+        table = read_table(path, ("ts_ms", "bid", "bid_qty", "ask", "ask_qty"))
+        if len(table) < 2:
+            raise ValueError(f"{path}: at least two quotes are needed")
+        table = table[np.argsort(table[:, 0], kind="stable")]
+        return cls(table[:, 0].astype(np.int64), *(table[:, i] for i in range(1, 5)))
+
+    @property
+    def duration_ms(self) -> int:
+        return int(self.ts_ms[-1] - self.ts_ms[0]) + 1
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+
+class QuoteReplayPath(PricePath):
+    """Replays recorded best bid/ask from ``origin_ms``, looping at the end of the recording.
+
+    Step ``i`` shows the last quote at or before ``first_ts + i * step_ms`` of the recording.
+    Its public trade prints at the ask when the mid went up and at the bid otherwise, with a
+    seeded size; the book's top levels are the recorded ones (see :meth:`top`).
+    """
+
+    def __init__(self, spec: SymbolSpec, quotes: Quotes, origin_ms: int, step_ms: int = 1000,
+                 seed: int = 7) -> None:
+        super().__init__(spec, origin_ms, step_ms)
+        self.quotes = quotes
+        self.seed = seed
+        self._salt = zlib.crc32(spec.symbol.encode()) ^ 0x5157
+
+    def quote_index(self, index: np.ndarray) -> np.ndarray:
+        """Row of the recording shown at each step of ``index``."""
+        q = self.quotes
+        rec_ms = q.ts_ms[0] + (np.maximum(index, 0) * self.step_ms) % q.duration_ms
+        return np.maximum(np.searchsorted(q.ts_ms, rec_ms, side="right") - 1, 0)
+
+    def top(self, index: int) -> tuple[float, float, float, float]:
+        """(bid, bid_qty, ask, ask_qty) recorded for step ``index``."""
+        row = int(self.quote_index(np.array([index]))[0])
+        q = self.quotes
+        return float(q.bid[row]), float(q.bid_qty[row]), float(q.ask[row]), float(q.ask_qty[row])
+
+    def _generate(self, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        first = chunk * _CHUNK_STEPS
+        rows = self.quote_index(np.arange(first - 1, first + _CHUNK_STEPS))
+        q = self.quotes
+        mid = (q.bid[rows] + q.ask[rows]) / 2
+        rising = mid[1:] > mid[:-1]
+        prices = np.where(rising, q.ask[rows[1:]], q.bid[rows[1:]])
+        rng = np.random.default_rng([self.seed, self._salt, chunk])
+        mean_qty = self.spec.level_notional / 40 / float(q.bid[0])
+        volumes = rng.lognormal(math.log(mean_qty), 1.0, _CHUNK_STEPS)
+        return self._on_grid(prices, volumes)
+
+
+class ScaledClock(Clock):
+    """Market time that runs ``speed`` times faster than ``base`` from the moment it is made."""
+
+    def __init__(self, base: Clock, speed: float) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self.base = base
+        self.speed = speed
+        self._anchor = base.time()
+        self._anchor_mono = base.monotonic()
+
+    def time(self) -> float:
+        return self._anchor + (self.base.time() - self._anchor) * self.speed
+
+    def monotonic(self) -> float:
+        return self._anchor_mono + (self.base.monotonic() - self._anchor_mono) * self.speed
 
 
 @dataclass(frozen=True)
@@ -378,14 +479,22 @@ class Market:
         path = self.paths[symbol]
         spec = path.spec
         prices, _ = path.arrays(max(index, 0))
-        price_ticks = int(round(prices[index] / spec.tick))
-        uptick = index == 0 or prices[index] >= prices[index - 1]
-        best_bid = price_ticks - 1 if uptick else price_ticks
+        top = path.top(index) if isinstance(path, QuoteReplayPath) else None
+        if top is None:
+            price_ticks = int(round(prices[index] / spec.tick))
+            uptick = index == 0 or prices[index] >= prices[index - 1]
+            best_bid = price_ticks - 1 if uptick else price_ticks
+            best_ask = best_bid + 1
+        else:
+            best_bid, best_ask = int(round(top[0] / spec.tick)), int(round(top[2] / spec.tick))
         salt = zlib.crc32(spec.symbol.encode()) ^ (self._seed << 32)
         bids = self._side(spec, np.arange(best_bid, best_bid - 4 * self.book_levels, -1),
                           salt, index)
-        asks = self._side(spec, np.arange(best_bid + 1, best_bid + 1 + 4 * self.book_levels),
+        asks = self._side(spec, np.arange(best_ask, best_ask + 4 * self.book_levels),
                           salt, index)
+        if top is not None:  # the recorded sizes at the top, synthetic depth behind
+            bids[0] = (bids[0][0], fmt(top[1]))
+            asks[0] = (asks[0][0], fmt(top[3]))
         return Book(symbol, FIRST_UPDATE_ID + index, bids, asks)
 
     def _side(self, spec: SymbolSpec, ticks: np.ndarray, salt: int,
@@ -424,6 +533,15 @@ def _diff_side(old: list[tuple[str, str]], new: list[tuple[str, str]]) -> list[l
 
 
 @functools.lru_cache(maxsize=8)
+def load_quotes(path: str) -> Quotes:
+    """A bookTicker CSV read once per process (the arrays are shared: never modify them)."""
+    quotes = Quotes.read_csv(path)
+    for column in (quotes.ts_ms, quotes.bid, quotes.bid_qty, quotes.ask, quotes.ask_qty):
+        column.setflags(write=False)
+    return quotes
+
+
+@functools.lru_cache(maxsize=8)
 def load_candles(path: str) -> Candles:
     """A kline CSV read once per process (the arrays are shared: never modify them)."""
     candles = Candles.read_csv(path)
@@ -444,8 +562,8 @@ def build_market(clock: Clock, sources: dict[str, str] | None = None, seed: int 
                  specs: dict[str, SymbolSpec] | None = None, book_levels: int = 100) -> Market:
     """A market whose paths start ``history_s`` before now (aligned to the minute).
 
-    ``sources`` maps a symbol to ``"random"`` or to the path of a 1m kline CSV to replay;
-    symbols not named get a random walk.
+    ``sources`` maps a symbol to ``"random"``, to the path of a 1m kline CSV to replay, or to
+    ``"quotes:<path>"`` for a bookTicker CSV; symbols not named get a random walk.
     """
     specs = dict(DEFAULT_SPECS if specs is None else specs)
     sources = sources or {}
@@ -458,6 +576,9 @@ def build_market(clock: Clock, sources: dict[str, str] | None = None, seed: int 
         source = sources.get(symbol, "random")
         if source == "random":
             paths[symbol] = RandomWalkPath(spec, origin_ms, step_ms, seed)
+        elif source.startswith(QUOTES_PREFIX):
+            quotes = load_quotes(source[len(QUOTES_PREFIX):])
+            paths[symbol] = QuoteReplayPath(spec, quotes, origin_ms, step_ms, seed)
         else:
             paths[symbol] = ReplayPath(spec, load_candles(source), origin_ms, step_ms)
     return Market(clock, paths, book_levels=book_levels, seed=seed)

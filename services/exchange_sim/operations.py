@@ -163,6 +163,7 @@ OPERATIONS: dict[str, Operation] = {
     "orderList.place.oco.legacy": _signed("place_oco", 1, new_orders=2, free_on_success=True,
                                           legacy=True),
     "orderList.cancel": _signed("cancel_order_list", 1, free_on_success=True),
+    "orderList.status": _signed("get_order_list", 4),
     "openOrderLists.status": _signed("open_order_lists", 6),
     "account.rateLimits.orders": Operation(order_rate_limit, 40, signed=True),
     "userDataStream.listenKey": Operation(listen_key_gone, 2),
@@ -180,7 +181,7 @@ REST_ROUTES: list[tuple[str, str, str]] = [
     ("DELETE", "openOrders", "openOrders.cancelAll"), ("GET", "allOrders", "allOrders"),
     ("GET", "myTrades", "myTrades"), ("POST", "orderList/oco", "orderList.place.oco"),
     ("POST", "order/oco", "orderList.place.oco.legacy"),
-    ("DELETE", "orderList", "orderList.cancel"),
+    ("DELETE", "orderList", "orderList.cancel"), ("GET", "orderList", "orderList.status"),
     ("GET", "openOrderList", "openOrderLists.status"),
     ("GET", "rateLimit/order", "account.rateLimits.orders"),
     ("POST", "userDataStream", "userDataStream.listenKey"),
@@ -193,6 +194,7 @@ WS_API_METHODS: dict[str, str] = {
         "ping", "time", "exchangeInfo", "klines", "depth", "avgPrice", "ticker.price",
         "ticker.book", "order.place", "order.test", "order.status", "order.cancel",
         "openOrders.status", "openOrders.cancelAll", "allOrders", "myTrades",
-        "orderList.place.oco", "openOrderLists.status", "account.rateLimits.orders")
+        "orderList.place.oco", "orderList.status", "openOrderLists.status",
+        "account.rateLimits.orders")
 } | {"uiKlines": "klines", "trades.recent": "trades", "trades.aggregate": "aggTrades",
      "ticker": "ticker.24hr", "account.status": "account", "orderList.cancel": "orderList.cancel"}

@@ -2,13 +2,15 @@
 
 ``build_app(venue)`` makes the aiohttp application: REST under ``/api/v3``, market streams at
 ``/ws/<stream>`` and ``/stream?streams=a/b``, the WebSocket API (user data) at ``/ws-api/v3`` and
-the fault switch at ``/sim/faults``. :class:`SimServer` runs it on 127.0.0.1 in a thread of
-its own.
+the fault switch at ``/sim/faults`` (loopback clients only). In paper mode (``upstream`` given)
+market data comes from the real venue instead: see :mod:`.paper`. :class:`SimServer` runs it
+on 127.0.0.1 in a thread of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import threading
@@ -25,6 +27,7 @@ from shared.errors import ValidationError
 from .api_error import ApiError, internal_error, unknown_status
 from .faults import Faults, drop_target
 from .operations import OPERATIONS, REST_ROUTES, Operation
+from .paper import RELAYED_PATHS, EngineFeed, Upstream, relay_handler, relay_stream
 from .params import Params
 from .streams import StreamSource, UnknownStream, open_stream
 from .venue import Venue
@@ -42,7 +45,9 @@ MARKET_TICK_S = 0.1
 STREAM_POLL_S = 0.05
 PACE_S = 0.002  # spacing between frames of a burst: python-binance queues hold 100 messages
 WS_HEARTBEAT_S = 20.0
+STALL_POLL_S = 0.05
 LOOPBACK = "127.0.0.1"
+UPSTREAM = web.AppKey("upstream", Upstream)
 
 Handler = Callable[[web.Request], Awaitable[Any]]
 
@@ -79,6 +84,25 @@ def _inject_fault(faults: Faults) -> None:
                                    "request weight per 1 MINUTE.", {"Retry-After": retry})
     if faults.take("http_5xx"):
         raise ApiError(502, -1000, "An unknown error occurred while processing the request.")
+
+
+def is_loopback(remote: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback addresses."""
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+@web.middleware
+async def admin_loopback_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``/sim/*`` answers only clients on this machine: 403 JSON for anyone else."""
+    if request.path.startswith("/sim/") and not is_loopback(request.remote):
+        return _json({"error": {"code": "forbidden", "message": "the simulator's admin "
+                                "endpoints answer loopback clients only", "fields": {}}}, 403)
+    return await handler(request)
 
 
 @web.middleware
@@ -130,9 +154,11 @@ def rest_handler(op: Operation) -> Handler:
         account = request.get(ACCOUNT)
         if op.new_orders:
             request[ORDER_COUNTS] = venue.limiter.count_order(account or "", op.new_orders)
-        result = op.run(venue, account, request[PARAMS])
         if op.new_orders and venue.faults.take("unknown_status"):
-            raise unknown_status()  # the order was placed: the caller must ask for it
+            if venue.faults.placed_anyway():  # placed or not, by the seed: the caller must ask
+                op.run(venue, account, request[PARAMS])
+            raise unknown_status()
+        result = op.run(venue, account, request[PARAMS])
         if op.free_on_success:
             venue.limiter.refund(request.remote or LOOPBACK, op.weight_of(request[PARAMS]))
         return result
@@ -158,6 +184,8 @@ async def _pump_streams(ws: web.WebSocketResponse, sources: list[StreamSource], 
         while not ws.closed:
             if venue.faults.latency_s:
                 await asyncio.sleep(venue.faults.latency_s)
+            while venue.faults.stalled("streams") and not ws.closed:
+                await asyncio.sleep(STALL_POLL_S)
             for source in sources:
                 for payload in source.poll():
                     frame = {"stream": source.name, "data": payload} if combined else payload
@@ -200,10 +228,16 @@ def _request_id(text: str) -> Any:
 
 
 async def raw_stream(request: web.Request) -> web.StreamResponse:
+    if UPSTREAM in request.app:
+        return await relay_stream(request, request.app[UPSTREAM], request.app[VENUE].faults,
+                                  request.app[SOCKETS]["streams"])
     return await _serve_streams(request, request.match_info["names"].split("/"), False)
 
 
 async def combined_stream(request: web.Request) -> web.StreamResponse:
+    if UPSTREAM in request.app:
+        return await relay_stream(request, request.app[UPSTREAM], request.app[VENUE].faults,
+                                  request.app[SOCKETS]["streams"])
     return await _serve_streams(request, request.query.get("streams", "").split("/"), True)
 
 
@@ -291,6 +325,10 @@ async def _market_clock(venue: Venue) -> None:
 
 async def _start_background(app: web.Application) -> None:
     app[TASKS].append(asyncio.create_task(_market_clock(app[VENUE])))
+    if UPSTREAM in app:
+        await app[UPSTREAM].open()
+        feed = EngineFeed(app[VENUE], app[UPSTREAM])
+        app[TASKS].append(asyncio.create_task(feed.run()))
 
 
 async def _stop_background(app: web.Application) -> None:
@@ -298,16 +336,28 @@ async def _stop_background(app: web.Application) -> None:
         task.cancel()
     await asyncio.gather(*app[TASKS], return_exceptions=True)
     await close_sockets(app)
+    if UPSTREAM in app:
+        await app[UPSTREAM].close()
 
 
-def build_app(venue: Venue) -> web.Application:
-    """The aiohttp application serving ``venue`` (REST, streams, WebSocket API, faults)."""
-    app = web.Application(middlewares=[binance_rest])
+def build_app(venue: Venue, upstream: Upstream | None = None) -> web.Application:
+    """The aiohttp application serving ``venue`` (REST, streams, WebSocket API, faults).
+
+    With ``upstream`` (paper mode) public market data is relayed from it and the matching
+    engine is fed from its streams.
+    """
+    app = web.Application(middlewares=[admin_loopback_only, binance_rest])
     app[VENUE] = venue
     app[SOCKETS] = {"streams": weakref.WeakSet(), "ws_api": weakref.WeakSet()}
     app[TASKS] = []
+    if upstream is not None:
+        app[UPSTREAM] = upstream
     for method, path, name in REST_ROUTES:
-        app.router.add_route(method, f"/api/v3/{path}", rest_handler(OPERATIONS[name]))
+        if upstream is not None and path in RELAYED_PATHS:
+            handler = relay_handler(OPERATIONS[name], upstream, path)
+        else:
+            handler = rest_handler(OPERATIONS[name])
+        app.router.add_route(method, f"/api/v3/{path}", handler)
     app.router.add_get("/ws/{names:.+}", raw_stream)
     app.router.add_get("/stream", combined_stream)
     app.router.add_get("/ws-api/v3", ws_api)
@@ -327,10 +377,11 @@ class SimServer:
     """
 
     def __init__(self, venue: Venue | None = None, host: str = "127.0.0.1",
-                 port: int = 9010) -> None:
+                 port: int = 9010, upstream: Upstream | None = None) -> None:
         self.venue = venue or Venue()
         self.host = host
         self.port = port
+        self.upstream = upstream
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -382,7 +433,7 @@ class SimServer:
             loop.close()
 
     async def _serve(self) -> None:
-        runner = web.AppRunner(build_app(self.venue), handle_signals=False,
+        runner = web.AppRunner(build_app(self.venue, self.upstream), handle_signals=False,
                                shutdown_timeout=0.5, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)

@@ -85,15 +85,18 @@ class Venue:
                  sources: dict[str, str] | None = None,
                  limits: RateLimits | None = None,
                  symbols: dict[str, SymbolFilters] | None = None,
-                 signing_clock: Clock | None = None) -> None:
+                 signing_clock: Clock | None = None, local_feed: bool = True) -> None:
         """Build the venue; every account in ``accounts`` is funded at once.
 
         ``clock`` drives the market, whose history starts ``history_s`` before now. ``replay``
         replays the real BTCUSDT/ETHUSDT 1m candles in ``data/klines`` (other symbols walk
-        randomly from ``seed``); ``sources`` overrides that per symbol ("random" or the path
-        of a 1m kline CSV). The price moves, trades print and the book changes every
-        ``step_ms``. ``signing_clock`` (default: ``clock``) is what request timestamps are
-        checked against, e.g. the real clock under an accelerated market.
+        randomly from ``seed``); ``sources`` overrides that per symbol ("random", the path
+        of a 1m kline CSV, or "quotes:<path>" of a bookTicker CSV). The price moves, trades
+        print and the book changes every ``step_ms``. ``signing_clock`` (default: ``clock``)
+        is what request timestamps and rate limits are checked against, e.g. the real clock
+        under an accelerated market. ``local_feed=False`` (paper mode) leaves the engine's
+        book and trades to :meth:`feed_book` and :meth:`feed_trade`, called with the real
+        market's.
         """
         self.clock = clock
         self.signing_clock = signing_clock or clock
@@ -107,8 +110,9 @@ class Venue:
         self.auth = Authenticator(
             [ApiKey(a.name, a.api_key, a.api_secret) for a in self.accounts],
             self.signing_clock)
-        self.limiter = RateLimiter(clock, limits)
-        self.faults = Faults()
+        self.local_feed = local_feed
+        self.limiter = RateLimiter(self.signing_clock, limits)
+        self.faults = Faults(seed)
         self._lock = threading.RLock()
         self._listeners: dict[str, dict[int, UserListener]] = defaultdict(dict)
         self._listener_ids = itertools.count(1)
@@ -149,6 +153,9 @@ class Venue:
     def sync_market(self) -> None:
         """Feed the engine every market step up to now: trades, then the latest book."""
         with self._lock:
+            if not self.local_feed:
+                self._dispatch()
+                return
             for symbol in self.market.symbols:
                 now = self.market.now_index(symbol)
                 last = self._fed_index.get(symbol)
@@ -166,6 +173,31 @@ class Venue:
                     self.clock.time_ms())
                 self._fed_index[symbol] = now
             self._dispatch()
+
+    def feed_book(self, symbol: str, bids: list[tuple[Decimal, Decimal]],
+                  asks: list[tuple[Decimal, Decimal]]) -> None:
+        """An order book from outside (paper mode): resting orders it crosses fill."""
+        with self._lock:
+            self.engine.set_book(symbol, bids[:ENGINE_BOOK_LEVELS], asks[:ENGINE_BOOK_LEVELS],
+                                 self.clock.time_ms())
+            self._dispatch()
+
+    def feed_trade(self, symbol: str, price: Decimal, qty: Decimal, ts_ms: int) -> None:
+        """A public trade from outside (paper mode): stops trigger, resting orders fill."""
+        with self._lock:
+            self.engine.on_trade(symbol, price, qty, ts_ms)
+            self._dispatch()
+
+    def avg_price(self, symbol: str) -> Decimal:
+        """The price the PERCENT_PRICE filters compare with: the market's 5 min average, or in
+        paper mode the engine's last trade / mid."""
+        if self.local_feed:
+            return Decimal(fmt(self.market.avg_price(symbol)))
+        with self._lock:
+            ref = self.engine.reference_price(symbol)
+        if ref is None:
+            raise ApiError(400, -1013, "No market data yet for this symbol.")
+        return ref
 
     # ---- user-data listeners ------------------------------------------------------------------
 
@@ -228,7 +260,7 @@ class Venue:
         """POST /api/v3/order/test: every check of a real order, nothing placed."""
         request, _ = self.order_request(p)
         filters = self.symbols[request.symbol]
-        avg = Decimal(fmt(self.market.avg_price(request.symbol)))
+        avg = self.avg_price(request.symbol)
         try:
             check_order(filters, request.side, request.type, request.price, request.quantity,
                         stop_price=request.stop_price, quote_order_qty=request.quote_order_qty,
@@ -327,6 +359,16 @@ class Venue:
             order_list = self._engine_call(self.engine.get_order_list, account, list_id,
                                            list_client_id)
             return self.engine.order_list_response(order_list)
+
+    def get_order_list(self, account: str, p: Params) -> dict:
+        """GET /api/v3/orderList by orderListId or origClientOrderId."""
+        list_id, list_client_id = _order_ref(p, "orderListId", "origClientOrderId")
+        with self._lock:
+            order_list = self._engine_call(self.engine.get_order_list, account, list_id,
+                                           list_client_id)
+            body = self.engine.order_list_response(order_list)
+        body.pop("orderReports", None)
+        return body
 
     def open_order_lists(self, account: str, p: Params) -> list[dict]:
         with self._lock:

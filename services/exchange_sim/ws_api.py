@@ -16,12 +16,14 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from .api_error import ApiError, internal_error
+from .api_error import ApiError, internal_error, unknown_status
 from .operations import OPERATIONS, WS_API_METHODS, Operation
 from .params import Params
 from .venue import Venue
 
 log = logging.getLogger(__name__)
+
+STALL_POLL_S = 0.05
 
 
 class WsApiSession:
@@ -43,6 +45,8 @@ class WsApiSession:
                 latency = self.venue.faults.latency_s
                 if latency:
                     await asyncio.sleep(latency)
+                while self.venue.faults.stalled("ws_api") and not ws.closed:
+                    await asyncio.sleep(STALL_POLL_S)
                 await ws.send_str(json.dumps(frame, separators=(",", ":")))
                 if not self.outbox.empty():
                     await asyncio.sleep(pace_s)
@@ -94,6 +98,10 @@ class WsApiSession:
             account = self.venue.auth.verify_ws(params).account
         if op.new_orders:
             self.venue.limiter.count_order(account or "", op.new_orders)
+            if self.venue.faults.take("unknown_status"):  # as over REST: placed or not
+                if self.venue.faults.placed_anyway():
+                    op.run(self.venue, account, p)
+                raise unknown_status()
         result = op.run(self.venue, account, p)
         if op.free_on_success:
             self.venue.limiter.refund(self.ip, op.weight_of(p))

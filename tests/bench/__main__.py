@@ -16,6 +16,7 @@ SUITES = [
     "services.state.bench",
     "services.strategy.bench",
     "services.marketdata.bench",
+    "services.exchange_sim.bench",
 ]
 
 
