@@ -459,3 +459,11 @@ def default_symbols() -> dict[str, SymbolFilters]:
 def symbols_by_name(symbols: Iterable[SymbolFilters]) -> dict[str, SymbolFilters]:
     """Index SymbolFilters by symbol name."""
     return {f.symbol: f for f in symbols}
+
+
+def dust_notional() -> Decimal:
+    """Below this quote value a holding cannot be sold on its own (it is under every default
+    symbol's minimum notional): a round trip that leaves only this much is closed, and a
+    strategy treats the bot as flat. Binance's BUY commission, taken in the base asset, always
+    leaves such a remainder once the sell quantity is rounded down to the step."""
+    return min(f.min_notional for f in default_symbols().values())

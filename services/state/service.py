@@ -21,6 +21,7 @@ from services.state.store import Outcome, Store, UnknownBotError
 from shared import messages as m
 from shared import topics
 from shared.errors import StaleLeaseError, ValidationError
+from shared.filters import dust_notional
 from shared.service import ReplyService
 from shared.strategies import get_strategy
 
@@ -118,7 +119,7 @@ class StateService(ReplyService):
 
     def on_start(self) -> None:
         self.store = Store.open(self.config.data_dir, clock=self.clock,
-                                validator=schema_validator)
+                                validator=schema_validator, dust_notional=dust_notional())
         self._seq = self.store.seq
         log.info("state store open at %s (seq %d)", self.db_path, self._seq)
         super().on_start()

@@ -216,3 +216,19 @@ def test_closed_round_trip_pnl_is_proceeds_minus_costs_minus_fees(buys, sells):
     # Base-asset buy fees are already in the quantities sold; quote fees come off here.
     assert trade.pnl == sold_quote - bought_quote - quote_fees
     assert trade.pnl == position.realized_pnl
+
+
+def test_a_round_trip_closes_when_only_unsellable_dust_remains():
+    """BUY 0.001 BTC pays its fee in BTC; selling what the step allows leaves dust."""
+    from shared.filters import dust_notional
+
+    closed = {}
+    for bound in (Decimal(0), dust_notional()):
+        position = Position("BTCUSDT", dust_notional=bound)
+        position.apply(buy("60000", "0.001", fee="0.000001", ts_ms=T0))
+
+        effect = position.apply(sell("60100", "0.00099", fee="0.0594990", ts_ms=T0 + 60_000))
+
+        assert position.qty == Decimal("0.000009")
+        closed[bound] = effect.trade is not None
+    assert closed == {Decimal(0): False, dust_notional(): True}
