@@ -1,46 +1,25 @@
-// Service health table: polls /api/health every second and says when the gateway is away.
+// Service health: the table of every service (from the `health` channel, or by polling
+// /api/health while the socket is down).
 "use strict";
 
-const tbody = document.querySelector("#services tbody");
-const conn = document.getElementById("conn");
+import { get } from "./api.js";
+import { $, el, fillTable, setText, td } from "./dom.js";
 
-function cell(text, cls) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (cls) td.className = cls;
-  return td;
+/** GET /api/health: `{"services": {name: {...}}, "timeout_s"}`. */
+export function fetchHealth() {
+  return get("/api/health");
 }
 
-function render(view) {
-  document.getElementById("timeout").textContent = view.timeout_s;
-  tbody.replaceChildren();
-  for (const [name, s] of Object.entries(view.services).sort()) {
-    const tr = document.createElement("tr");
-    tr.dataset.service = name;
-    tr.append(
-      cell(name),
-      cell(s.up ? "up" : "down", s.up ? "up" : "down"),
-      cell(s.status),
-      cell(String(s.up_instances ?? 0)),
-      cell(s.uptime_s == null ? "–" : `${s.uptime_s.toFixed(0)} s`),
-      cell(s.last_seen_s == null ? "never" : `${s.last_seen_s.toFixed(1)} s ago`),
-    );
-    tbody.append(tr);
-  }
+/** Service health table. */
+export function renderHealth(store) {
+  const view = store.health;
+  if (!view) return;
+  if (view.timeout_s != null) setText("timeout", view.timeout_s);
+  const rows = Object.entries(view.services || {}).sort(([a], [b]) => a.localeCompare(b));
+  fillTable($("#services tbody"), rows, ([name, s]) => el("tr", { dataset: { service: name } },
+    td(name), td(s.up ? "up" : "down", s.up ? "up" : "down"),
+    td(s.status, s.status === "RUNNING" ? "" : "warn"),
+    td(String(s.up_instances ?? 0), "num"),
+    td(s.uptime_s == null ? "–" : `${Number(s.uptime_s).toFixed(0)} s`),
+    td(s.last_seen_s == null ? "never" : `${Number(s.last_seen_s).toFixed(1)} s ago`)));
 }
-
-async function poll() {
-  try {
-    const resp = await fetch("/api/health", { cache: "no-store" });
-    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
-    render(await resp.json());
-    conn.textContent = "connected";
-    conn.className = "badge up";
-  } catch (err) {
-    conn.textContent = `gateway unreachable (${err.message}), retrying`;
-    conn.className = "badge down";
-  }
-}
-
-poll();
-setInterval(poll, 1000);

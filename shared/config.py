@@ -201,10 +201,11 @@ def load_config(
     # publishes it on the host's 127.0.0.1 only; IN_CONTAINER=yes says so.
     loopback = cfg.gateway_host in ("127.0.0.1", "localhost", "::1")
     in_container = r.text("IN_CONTAINER").lower() == "yes"
-    if not loopback and not in_container and not cfg.dashboard_password:
+    has_auth = bool(cfg.dashboard_password or r.text("DASHBOARD_PASSWORD_HASH"))
+    if not loopback and not in_container and not has_auth:
         r.problems.append(
             f"GATEWAY_HOST={cfg.gateway_host!r} exposes the dashboard beyond this machine; "
-            "set DASHBOARD_PASSWORD or use 127.0.0.1"
+            "set DASHBOARD_PASSWORD (or DASHBOARD_PASSWORD_HASH) or use 127.0.0.1"
         )
     if r.problems:
         raise ConfigError(r.problems)

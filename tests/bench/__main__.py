@@ -17,6 +17,7 @@ SUITES = [
     "services.strategy.bench",
     "services.marketdata.bench",
     "services.exchange_sim.bench",
+    "services.gateway.bench",
 ]
 
 

@@ -90,3 +90,8 @@ def test_bind_address_can_differ_from_connect_address():
     cfg = load_config("bus", env=env)
     assert cfg.endpoints.bus_xsub == "tcp://bus:5550"
     assert cfg.endpoints.bind("bus_xsub") == "tcp://0.0.0.0:5550"
+
+
+def test_a_password_hash_alone_also_allows_a_public_address():
+    env = {"GATEWAY_HOST": "0.0.0.0", "DASHBOARD_PASSWORD_HASH": "scrypt:32768:8:1$x$y"}
+    assert load_config("gateway", env=env).gateway_host == "0.0.0.0"

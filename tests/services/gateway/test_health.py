@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from services.gateway.app import create_app
 from services.gateway.health import SERVICES, HealthBook
 from shared.clock import TestClock
@@ -70,9 +72,10 @@ def test_unknown_path_is_a_json_404():
     assert set(resp.get_json()["error"]) == {"code", "message", "fields"}
 
 
-def test_dashboard_page_and_its_script_are_served():
+def test_dashboard_page_and_its_scripts_are_served():
     client = create_app(HealthBook()).test_client()
     page = client.get("/")
-    script = client.get("/static/health.js")
-    assert page.status_code == 200 and b"/static/health.js" in page.data
-    assert script.status_code == 200 and b"/api/health" in script.data
+    scripts = re.findall(r'src="(/static/[^"]+)"', page.get_data(as_text=True))
+    assert page.status_code == 200 and scripts
+    for script in scripts:
+        assert client.get(script).status_code == 200, script
