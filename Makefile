@@ -11,7 +11,7 @@ BASE_PYTHON := $(shell \
 	(command -v pyenv >/dev/null && pyenv prefix $(PYTHON_VERSION) 2>/dev/null | head -1 | sed 's|$$|/bin/python|') \
 	|| command -v python$(PYTHON_VERSION) || echo python$(PYTHON_VERSION))
 
-.PHONY: run test lint bench restart clean chromium
+.PHONY: run test lint bench backtest restart clean chromium
 
 $(PY):
 	$(BASE_PYTHON) -m venv $(VENV)
@@ -45,9 +45,17 @@ chromium:
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 
-## bench: run the benchmarks and write docs/benchmarks.md
-bench: $(DEV_STAMP)
+## bench: run the benchmarks (with their peers) and write docs/benchmarks.md
+bench: $(DEV_STAMP) $(VENV)/.installed-bench
 	$(PY) -m tests.bench
+
+$(VENV)/.installed-bench: requirements-bench.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+## backtest ARGS="...": one backtest run (python -m backtest; see docs/backtesting.md)
+backtest: $(STAMP)
+	$(PY) -m backtest $(ARGS)
 
 ## restart SERVICE=name: restart one running service in place; the others carry on
 restart:
