@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -69,3 +71,13 @@ def bus(endpoints: Endpoints) -> Iterator[RunningService]:
     running = RunningService(BusService(make_config("bus", endpoints)))
     yield running
     running.close()
+
+
+def kill_leftovers(run_dir: Path) -> None:
+    """honcho puts each service in a session of its own: after a failed or cut-short run,
+    kill them by the pids they wrote, so no stray system outlives a test."""
+    for pidfile in run_dir.glob("*.pid"):
+        try:
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass

@@ -18,6 +18,7 @@ SUITES = [
     "services.marketdata.bench",
     "services.exchange_sim.bench",
     "services.gateway.bench",
+    "services.execution.bench",
     "backtest.bench",
 ]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.gateway.health import SERVICES
+from tests.conftest import kill_leftovers
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.system
@@ -75,16 +76,6 @@ def system(ipc_dir, tmp_path):
     kill_leftovers(tmp_path / "data" / "run")
     log.close()
     print((tmp_path / "honcho.log").read_text()[-5000:])
-
-
-def kill_leftovers(run_dir: Path) -> None:
-    """honcho puts each service in a session of its own: after a failed test, kill them by
-    the pids they wrote, so no stray system outlives the test."""
-    for pidfile in run_dir.glob("*.pid"):
-        try:
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
 
 
 def all_up(port: int):

@@ -1,0 +1,120 @@
+"""Benchmark of execution (not a test): intent-to-order-acknowledged latency and intents/s.
+
+Usage: python -m services.execution.bench [--intents N]
+Starts the exchange simulator (port 0), a state service and the execution service in this
+process over ipc sockets, claims bot 1's lease, then sends ``N`` MARKET intents one after
+another. Each reply comes after the exchange acknowledged the order, so the round trip is the
+intent-to-acknowledged latency. ``run()`` returns ``(name, value, unit)`` rows for
+``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import zmq
+
+from services.exchange_sim.market import build_market
+from services.exchange_sim.server import SimServer
+from services.exchange_sim.venue import Venue, spec_for
+from services.execution.service import ExecutionService
+from services.state.service import StateService
+from shared import messages as m
+from shared.bus import RequestClient
+from shared.clock import SYSTEM_CLOCK
+from shared.config import Config, Endpoints, load_config
+from shared.filters import default_symbols
+
+
+def _config(service: str, endpoints: Endpoints, data_dir: Path, sim_port: int) -> Config:
+    base = load_config(service, env={})
+    return Config(**{**base.__dict__, "endpoints": endpoints,
+                     "data_dir": data_dir / "data" / service, "sim_port": sim_port})
+
+
+class _Running:
+    def __init__(self, service) -> None:
+        self.service = service
+        service.start()
+        self.thread = threading.Thread(target=service.run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.service.request_stop()
+        self.thread.join(5)
+        self.service.stop()
+
+
+def bench_intents(count: int) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp(prefix="exec-bench-"))
+    endpoints = Endpoints(bus_xsub=f"ipc://{tmp}/xsub", bus_xpub=f"ipc://{tmp}/xpub",
+                          state=f"ipc://{tmp}/state", execution=f"ipc://{tmp}/exec",
+                          marketdata=f"ipc://{tmp}/md")
+    specs = {name: spec_for(f) for name, f in default_symbols().items()}
+    sim = SimServer(Venue(market=build_market(SYSTEM_CLOCK, {}, history_s=900, specs=specs)),
+                    port=0)
+    sim.start()
+    state = _Running(StateService(_config("state", endpoints, tmp, sim.port)))
+    execution = _Running(ExecutionService(_config("execution", endpoints, tmp, sim.port)))
+    ctx = zmq.Context()
+    try:
+        deadline = time.monotonic() + 20
+        while not execution.service.last_sync_ts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        to_state = RequestClient(ctx, endpoints.state, timeout_ms=5000, retries=1)
+        epoch = to_state.call(m.ClaimLease(bot_id=1, owner="bench", ttl_s=600))["value"]["epoch"]
+        client = RequestClient(ctx, endpoints.execution, timeout_ms=10000, retries=1)
+        client.call(m.SetRiskConfig(changes={"max_position_quote": "1000000000"}))
+        latencies = []
+        started = time.perf_counter()
+        for i in range(count):
+            t0 = time.perf_counter()
+            reply = client.request(m.SubmitIntent(
+                intent_id=f"bench-{i}", bot_id="1", epoch=epoch, symbol="BTCUSDT", side="BUY",
+                order_type="MARKET", quote_qty=Decimal("11")))
+            latencies.append(time.perf_counter() - t0)
+            if not reply.ok:
+                raise RuntimeError(f"intent refused: {reply.error_message}")
+        total = time.perf_counter() - started
+        client.close()
+        to_state.close()
+    finally:
+        ctx.destroy(linger=0)
+        execution.close()
+        state.close()
+        sim.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    latencies.sort()
+    return {"p50_ms": statistics.median(latencies) * 1000,
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+            "per_s": count / total}
+
+
+def run(count: int = 200) -> list[tuple[str, str, str]]:
+    result = bench_intents(count)
+    return [
+        ("execution: intent to order acknowledged, p50 (simulator)",
+         f"{result['p50_ms']:.1f}", "ms"),
+        ("execution: intent to order acknowledged, p99 (simulator)",
+         f"{result['p99_ms']:.1f}", "ms"),
+        ("execution: sustained intents, one client", f"{result['per_s']:.0f}", "intents/s"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--intents", type=int, default=200)
+    args = parser.parse_args()
+    for name, value, unit in run(args.intents):
+        print(f"{name}: {value} {unit}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""Protective orders: a native OCO (take-profit LIMIT_MAKER + STOP_LOSS_LIMIT) after an entry.
+
+A protection is written to the execution database before its OCO is sent, with a generation
+number that is part of its client ids; so after any restart :meth:`Protector.restore` can
+tell whether the exchange still holds it, and re-place it (next generation) if the position is
+still open. A trailing stop moves the stop leg up by cancel-replace as the price rises.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from services.execution.orders import (
+    ROLE_LIST,
+    ROLE_PROFIT,
+    ROLE_STOP,
+    OcoSpec,
+    OrderPlacer,
+    client_order_id,
+)
+from services.execution.outbox import ExecutionDb
+from services.execution.risk import RiskConfig
+from shared.bus import Publisher
+from shared.errors import ExchangeError, TemporaryError
+from shared.filters import ROUND_DOWN, ROUND_UP, SymbolFilters, round_price, round_qty
+from shared.messages import ProtectionChanged
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+ACTIVE, PENDING, CLOSED, FAILED = "active", "pending", "closed", "failed"
+
+
+def leg_ids(intent_id: str, bot_id: str, gen: int) -> tuple[str, str, str]:
+    """Client ids of (list, stop leg, profit leg) for one generation of a protection."""
+    return (client_order_id(intent_id, bot_id, ROLE_LIST, gen),
+            client_order_id(intent_id, bot_id, ROLE_STOP, gen),
+            client_order_id(intent_id, bot_id, ROLE_PROFIT, gen))
+
+
+class Protector:
+    """Places, trails, restores and closes the OCO that protects each bot's entry."""
+
+    def __init__(self, db: ExecutionDb, placer: OrderPlacer,
+                 filters_of: Callable[[str], SymbolFilters | None],
+                 config: Callable[[], RiskConfig], publisher: Publisher | None,
+                 clock_ms: Callable[[], int]) -> None:
+        self.db = db
+        self.placer = placer
+        self.filters_of = filters_of
+        self.config = config
+        self.publisher = publisher
+        self.clock_ms = clock_ms
+        self._due: set[str] = set()
+        self.on_response: Callable[[dict], None] = lambda response: None
+        self.on_alert: Callable[[str, str], None] = lambda bot_id, text: None
+
+    # --- hooks from the order tracker ------------------------------------------------------
+
+    def on_order_change(self, report: Any, bot: str, role: str | None) -> None:
+        if role == "E" and report.side == "BUY" and report.executed_qty > 0 \
+                and report.status in ("FILLED", "CANCELED", "EXPIRED"):
+            self._due.add(report.client_order_id)
+        elif role in (ROLE_STOP, ROLE_PROFIT) and report.status == "FILLED":
+            self._close_by_leg(report.client_order_id)
+
+    def process_due(self) -> None:
+        """Protect the entries that filled since the last call (their fills are in by now)."""
+        due, self._due = self._due, set()
+        for cid in sorted(due):
+            try:
+                self.protect_entry(cid)
+            except Exception:
+                log.exception("could not protect entry %s; will retry on reconcile", cid)
+
+    # --- placing ---------------------------------------------------------------------------
+
+    def protect_entry(self, entry_cid: str) -> None:
+        order = self.db.order(entry_cid)
+        if order is None or order["intent_id"] is None:
+            return
+        if any(p["entry_client_order_id"] == entry_cid for p in self.db.protections()):
+            return
+        intent = self.db.intent(order["intent_id"])
+        if intent is None:
+            return
+        request = _json(intent["request"])
+        stop_loss, take_profit = request.get("stop_loss"), request.get("take_profit")
+        if not stop_loss:
+            return  # a take-profit alone is a target, not a protection: the strategy exits
+        take_profit = take_profit or "0"  # 0: a lone STOP_LOSS_LIMIT instead of an OCO
+        qty = self._net_qty(entry_cid, Decimal(order["executed_qty"]), order["symbol"])
+        self.db.save_protection(entry_cid, bot_id=order["bot_id"], symbol=order["symbol"],
+                                qty=qty, stop_loss=Decimal(stop_loss),
+                                take_profit=Decimal(take_profit), gen=0,
+                                intent_id=order["intent_id"], status=PENDING)
+        self._place(self._row(entry_cid))
+
+    def _net_qty(self, entry_cid: str, executed: Decimal, symbol: str) -> Decimal:
+        filters = self.filters_of(symbol)
+        fills = [f for f in self.db.query("SELECT * FROM fills WHERE client_order_id = ?",
+                                          (entry_cid,))]
+        filled = sum((Decimal(f["qty"]) for f in fills), ZERO)
+        base = filters.base_asset if filters else ""
+        fee = sum((Decimal(f["commission"]) for f in fills if f["commission_asset"] == base),
+                  ZERO)
+        if filled < executed:  # fills still missing: assume the configured fee rate
+            net = executed * (1 - self.config().fee_rate)
+        else:
+            net = executed - fee
+        return round_qty(net, filters) if filters else net
+
+    def _place(self, row: Any) -> None:
+        filters = self.filters_of(row["symbol"])
+        if filters is None:
+            raise TemporaryError(f"no filters for {row['symbol']} yet")
+        spec = self._spec(row, filters, Decimal(row["stop_loss"]))
+        try:
+            if spec.take_profit > 0:
+                response = self.placer.place_oco(spec)
+            else:
+                response = {"orderReports": [self.placer.place(spec.stop_leg())]}
+        except TemporaryError:
+            raise
+        except ExchangeError as exc:
+            text = (f"protective OCO for {row['entry_client_order_id']} refused: {exc}; "
+                    f"the position of bot {row['bot_id']} is NOT protected")
+            log.error(text)
+            self.on_alert(row["bot_id"], text)
+            self.db.save_protection(row["entry_client_order_id"], status=FAILED)
+            self._publish(self._row(row["entry_client_order_id"]))
+            return
+        self.db.save_protection(row["entry_client_order_id"], status=ACTIVE)
+        for report in response.get("orderReports") or ():
+            self.on_response(report)
+        log.info("protection %s placed: stop %s, take profit %s, qty %s",
+                 spec.list_client_order_id, spec.stop_price, spec.take_profit, spec.quantity)
+        self._publish(self._row(row["entry_client_order_id"]))
+
+    def _spec(self, row: Any, filters: SymbolFilters, stop: Decimal) -> OcoSpec:
+        list_id, stop_id, profit_id = leg_ids(row["intent_id"], row["bot_id"], row["gen"])
+        slip = self.config().stop_limit_slippage_pct / 100
+        return OcoSpec(
+            symbol=row["symbol"], side="SELL", quantity=Decimal(row["qty"]),
+            take_profit=round_price(Decimal(row["take_profit"]), filters, ROUND_UP),
+            stop_price=round_price(stop, filters, ROUND_DOWN),
+            stop_limit_price=round_price(stop * (1 - slip), filters, ROUND_DOWN),
+            list_client_order_id=list_id, stop_client_order_id=stop_id,
+            profit_client_order_id=profit_id)
+
+    # --- trailing --------------------------------------------------------------------------
+
+    def trail(self, symbol: str, price: Decimal) -> int:
+        """Move the stops of ``symbol``'s active protections up behind ``price``."""
+        pct = self.config().trailing_stop_pct
+        filters = self.filters_of(symbol)
+        if pct <= 0 or filters is None:
+            return 0
+        moved = 0
+        for row in self.db.protections(ACTIVE):
+            if row["symbol"] != symbol:
+                continue
+            high = max(price, Decimal(row["high_price"] or 0))
+            self.db.save_protection(row["entry_client_order_id"], high_price=high)
+            new_stop = round_price(high * (1 - pct / 100), filters, ROUND_DOWN)
+            if new_stop > Decimal(row["stop_loss"]) and new_stop < price:
+                moved += self._replace(row, new_stop)
+        return moved
+
+    def _replace(self, row: Any, new_stop: Decimal) -> int:
+        list_id, stop_id, _ = leg_ids(row["intent_id"], row["bot_id"], row["gen"])
+        entry = row["entry_client_order_id"]
+        if self.placer.cancel(row["symbol"], stop_id) is None:
+            leg = self.placer.find(row["symbol"], stop_id)
+            if leg is None or leg.get("status") != "CANCELED":
+                return 0  # a leg filled (the tracker closes it) or the exchange is unsure
+        self.db.save_protection(entry, gen=row["gen"] + 1, stop_loss=new_stop, status=PENDING)
+        self._place(self._row(entry))
+        log.info("trailing stop of %s moved to %s", entry, new_stop)
+        return 1
+
+    # --- restart, close --------------------------------------------------------------------
+
+    def restore(self, position_qty: Callable[[str, str], Decimal]) -> int:
+        """Make sure each open protection exists on the exchange; re-place what is missing."""
+        replaced = 0
+        for row in self.db.protections():
+            if row["status"] not in (ACTIVE, PENDING):
+                continue
+            _, stop_id, profit_id = leg_ids(row["intent_id"], row["bot_id"], row["gen"])
+            legs = [self.placer.client.get_order(row["symbol"], cid)
+                    for cid in (stop_id, profit_id)]
+            statuses = {leg.get("status") for leg in legs if leg is not None}
+            if "FILLED" in statuses:
+                self._set_status(row, CLOSED)
+            elif statuses & {"NEW", "PARTIALLY_FILLED"}:
+                if row["status"] != ACTIVE:
+                    self._set_status(row, ACTIVE)
+            elif position_qty(row["bot_id"], row["symbol"]) <= 0:
+                self._set_status(row, CLOSED)
+            else:
+                if statuses:  # the old generation was cancelled: use a fresh client id
+                    self.db.save_protection(row["entry_client_order_id"], gen=row["gen"] + 1)
+                self._place(self._row(row["entry_client_order_id"]))
+                replaced += 1
+        return replaced
+
+    def close_bot(self, bot_id: str, symbol: str | None = None) -> list[Any]:
+        """Mark the bot's protections closed (before cancelling them); returns the rows."""
+        rows = [r for r in self.db.protections() if r["bot_id"] == bot_id
+                and r["status"] in (ACTIVE, PENDING) and symbol in (None, r["symbol"])]
+        for row in rows:
+            self._set_status(row, CLOSED)
+        return rows
+
+    def reopen(self, rows: list[Any]) -> None:
+        """Protections released for an exit that did not happen: place them again (next
+        generation) on the next reconciliation."""
+        for row in rows:
+            self.db.save_protection(row["entry_client_order_id"], status=PENDING,
+                                    gen=row["gen"] + 1)
+
+    def release_leg(self, leg_cid: str) -> None:
+        """A leg is being cancelled on purpose: stop restoring its protection."""
+        self._close_by_leg(leg_cid)
+
+    def _close_by_leg(self, leg_cid: str) -> None:
+        for row in self.db.protections():
+            if row["status"] not in (ACTIVE, PENDING):
+                continue
+            if leg_cid in leg_ids(row["intent_id"], row["bot_id"], row["gen"]):
+                self._set_status(row, CLOSED)
+
+    def _set_status(self, row: Any, status: str) -> None:
+        self.db.save_protection(row["entry_client_order_id"], status=status)
+        self._publish(self._row(row["entry_client_order_id"]))
+
+    def _row(self, entry_cid: str) -> Any:
+        return next(r for r in self.db.protections() if r["entry_client_order_id"] == entry_cid)
+
+    def _publish(self, row: Any) -> None:
+        if self.publisher is None:
+            return
+        list_id, _, _ = leg_ids(row["intent_id"], row["bot_id"], row["gen"])
+        self.publisher.publish(f"exec.protect.{row['bot_id']}", ProtectionChanged(
+            bot_id=row["bot_id"], symbol=row["symbol"],
+            entry_client_order_id=row["entry_client_order_id"], list_client_order_id=list_id,
+            status=row["status"], quantity=Decimal(row["qty"]),
+            stop_loss=Decimal(row["stop_loss"]), take_profit=Decimal(row["take_profit"]),
+            ts=self.clock_ms() / 1000))
+
+
+def _json(text: str) -> dict[str, Any]:
+    return json.loads(text)
