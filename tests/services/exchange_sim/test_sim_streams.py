@@ -66,7 +66,9 @@ def test_kline_stream_delivers_the_open_candle(binance_urls: SimServer):
     async def scenario(client: AsyncClient, bsm: BinanceSocketManager) -> tuple[dict, list]:
         async with bsm.kline_socket("BTCUSDT", interval="1m") as stream:
             msg = await asyncio.wait_for(stream.recv(), TIMEOUT_S)
-        rest = await client.get_klines(symbol="BTCUSDT", interval="1m", limit=1)
+        # ask REST for that very candle: a minute may have turned since the stream spoke
+        rest = await client.get_klines(symbol="BTCUSDT", interval="1m",
+                                       startTime=msg["k"]["t"], limit=1)
         return msg, rest
 
     msg, rest = run(scenario, binance_urls)
