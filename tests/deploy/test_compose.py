@@ -28,7 +28,7 @@ def test_one_compose_service_per_procfile_process(compose):
     procfile = procfile_services()
     assert set(compose["services"]) == set(procfile)
     for name, svc in compose["services"].items():
-        assert procfile[name] == f"exec python -m services.{name}"
+        assert procfile[name] == f"exec python -m shared.supervise services.{name}"
         if name == "gateway":  # served by gunicorn in containers
             assert svc["command"][0] == "gunicorn" and svc["command"][-1].startswith(
                 "services.gateway.wsgi:")

@@ -144,3 +144,26 @@ def test_the_simulator_answers_python_binance_in_the_running_system(system):
     assert client.ping() == {}
     assert client.get_symbol_ticker(symbol="BTCUSDT")["symbol"] == "BTCUSDT"
     client.close_connection()
+
+
+def test_a_killed_service_comes_back_alone_under_honcho(system):
+    """SIGKILL one strategy worker: its supervisor restarts it, honcho and the rest carry on."""
+    proc, port, data_dir = system
+    before = wait_for(lambda: all_up(port), 30, "every service healthy")
+    victim = int(sorted((data_dir / "run").glob("strategy.*.pid"))[0].read_text())
+    survivors = {name: {i["pid"] for i in before[name]["instances"].values()}
+                 for name in SERVICES if name != "strategy"}
+
+    os.kill(victim, signal.SIGKILL)
+
+    def replaced():
+        services = all_up(port)
+        if not services:
+            return None
+        pids = {i["pid"] for i in services["strategy"]["instances"].values() if i["up"]}
+        return services if len(pids) == 2 and victim not in pids else None
+
+    after = wait_for(replaced, 20, "a new strategy worker in place of the killed one")
+    assert proc.poll() is None, "honcho stopped everything"
+    for name, pids in survivors.items():
+        assert {i["pid"] for i in after[name]["instances"].values() if i["up"]} == pids
