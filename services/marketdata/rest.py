@@ -46,6 +46,14 @@ class WeightBudget:
         self._window = self.clock.time_ms() // MINUTE_MS
         self.used = used
 
+    def observe_shared(self, used: int) -> None:
+        """Another process's reading of the same per-IP counter: keep the higher one."""
+        window = self.clock.time_ms() // MINUTE_MS
+        if window != self._window:
+            self._window, self.used = window, used
+        else:
+            self.used = max(self.used, used)
+
     def block(self, seconds: float) -> None:
         self._blocked_until = max(self._blocked_until, self.clock.monotonic() + seconds)
 

@@ -35,10 +35,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from shared.bus import Subscriber
 from shared.clock import SYSTEM_CLOCK, Clock
 from shared.config import Config
 from shared.errors import ValidationError
-from shared.messages import GetCandles, SetMarketStreams, StreamHealth
+from shared.messages import GetCandles, RateBudget, SetMarketStreams, StreamHealth, TradingPaused
 from shared.service import DEGRADED, RUNNING, ReplyService
 from shared.strategies.base import KLINE_INTERVALS_MS
 
@@ -87,6 +88,10 @@ class MarketdataService(ReplyService):
                                            self.publisher.publish, self.clock)
         self.supervisor.on_health = self.publish_stream_health
         self.supervisor.start()
+        # Binance counts weight per IP: execution's view of it (and its 429/418 pauses)
+        # holds this process's REST calls too.
+        self.exec_feed = Subscriber(self.ctx, self.config.endpoints.bus_xpub,
+                                    ["exec.pause", "exec.budget"])
         log.info("market data from %s and %s", rest_url, stream_url)
 
     def step(self, timeout_s: float) -> None:
@@ -94,15 +99,32 @@ class MarketdataService(ReplyService):
             timeout_s = min(timeout_s, DEFERRED_POLL_S)
         self.server.serve(int(timeout_s * 1000))
         self.server.flush()
+        self._follow_execution_budget()
         gone = self.registry.expire(self.clock.monotonic())
         if gone:
             log.info("subscriptions expired: %s", ", ".join(gone))
             self._sync_wanted()
         self._update_state()
 
+    def _follow_execution_budget(self) -> None:
+        budget = self.supervisor.rest.budget if self.supervisor and self.supervisor.rest else None
+        while (got := self.exec_feed.recv(timeout_ms=0)) is not None:
+            event = got[1]
+            if budget is None:
+                continue
+            if isinstance(event, TradingPaused):
+                budget.block(max(0.0, event.until_ts - self.clock.time()))
+                log.warning("REST calls held %.1f s: %s", event.until_ts - self.clock.time(),
+                            event.reason)
+            elif isinstance(event, RateBudget):
+                budget.observe_shared(event.used_weight_1m)
+
     def on_stop(self) -> None:
         if self.supervisor is not None:
             self.supervisor.stop()
+        feed = getattr(self, "exec_feed", None)
+        if feed is not None:
+            feed.close()
         super().on_stop()
 
     def _update_state(self) -> None:

@@ -91,3 +91,29 @@ def test_slow_history_does_not_hold_up_other_requests(sim, start_md, md_client, 
         worker.join(10)
         pinger.close()
     assert slow["r"].ok and len(slow["r"].result["candles"]) == 20
+
+
+def test_a_pause_broadcast_by_execution_holds_rest_calls(sim, start_md, md_client, ctx,
+                                                         endpoints):
+    """Binance counts weight per IP: execution's 429 pause (exec.pause) holds us too."""
+    import time
+
+    from shared.bus import Publisher
+    from shared.messages import TradingPaused
+
+    service = start_md(sim)
+    calls = service.supervisor.rest.calls
+    pub = Publisher(ctx, endpoints.bus_xsub)
+    pause = TradingPaused(reason="429 from the exchange", retry_after_s=60.0,
+                          until_ts=time.time() + 60, halted=False)
+    deadline = time.monotonic() + 10
+    while service.supervisor.rest.budget.delay_for(1) == 0 and time.monotonic() < deadline:
+        pub.publish("exec.pause", pause)  # until the subscription is through
+        time.sleep(0.05)
+
+    with pytest.raises(RemoteError) as err:
+        md_client.call(GetCandles("BTCUSDT", "1h", limit=10))
+
+    assert err.value.code == "rate_limited"
+    assert service.supervisor.rest.calls == calls
+    pub.close()

@@ -175,3 +175,17 @@ def test_each_mode_reads_its_own_venue():
     assert urls("live") == urls("paper")
     assert urls("testnet") == ("https://testnet.binance.vision/api",
                                "wss://stream.testnet.binance.vision/")
+
+
+def test_budget_keeps_the_highest_reading_of_the_shared_ip_counter():
+    from services.marketdata.rest import WeightBudget
+    from shared.clock import TestClock
+
+    budget = WeightBudget(6000, TestClock(1_700_000_000.0))
+    budget.observe(100)
+    budget.observe_shared(5990)
+    budget.observe_shared(50)
+
+    assert budget.used == 5990
+    assert budget.delay_for(20) > 0
+    assert budget.delay_for(5) == 0
