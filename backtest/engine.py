@@ -228,6 +228,7 @@ class Broker:
         self.oco_raw: tuple[float, float] | None = None
         self.wanted_raw: tuple[float, float] | None = None
         self.watch_always = False  # a triggered stop leg or a LIMIT entry rests
+        self.protected_qty: Decimal | None = None  # what the entry brought in, net of fees
         self._open_orders: list[Any] = []  # the account's open orders after the last event
 
     # -- what the loop calls ------------------------------------------------------------------
@@ -378,6 +379,7 @@ class Broker:
         if request.type == "LIMIT" and intent.ttl_ms and self._resting():
             self._limits[request.client_order_id or ""] = now + intent.ttl_ms
         if intent.side == "BUY" and self.position.is_open:
+            self.protected_qty = self._entry_net_qty(request.client_order_id or "")
             if intent.stop_loss is not None and intent.take_profit is not None:
                 self._want(float(intent.stop_loss), float(intent.take_profit))
             self._replace_protection(now)
@@ -402,7 +404,7 @@ class Broker:
 
     def _order_qty(self, intent: OrderIntent) -> Decimal:
         """Base quantity before rounding. A SELL closing the whole position sells every free
-        unit (dust left by earlier trips included), as the protective OCO does."""
+        unit (dust left by earlier trips included), as execution does for a bot's exit."""
         if intent.side == "BUY":
             if intent.base_qty is not None:
                 return intent.base_qty
@@ -449,15 +451,25 @@ class Broker:
                     pass
         self.oco_levels = self.oco_raw = None
 
+    def _entry_net_qty(self, client_order_id: str) -> Decimal:
+        """Base the entry order brought in, net of base fees (execution's ``_net_qty``)."""
+        fills = [f for f in self.fills if f.client_order_id == client_order_id]
+        return sum((f.qty - (f.commission if f.commission_asset == self.filters.base_asset
+                             else ZERO) for f in fills), ZERO)
+
     def _replace_protection(self, now: int) -> None:
-        """(Re)place the SELL OCO at ``wanted_levels`` for the whole free base."""
+        """(Re)place the SELL OCO at ``wanted_levels`` for what the entry brought in, net of
+        fees, rounded down (as execution's ``protect.py`` does: dust left by earlier trips is
+        not protected; a strategy exit sells it)."""
         wanted = self.wanted_levels
         if wanted is None or not self.position.is_open:
             return
         self._cancel_protection(now)
         f = self.filters
         free = self.engine.balances(ACCOUNT).get(f.base_asset)
-        qty = round_to_step(free.free if free else ZERO, f.step_size, ROUND_DOWN)
+        held = free.free if free else ZERO
+        protected = held if self.protected_qty is None else min(self.protected_qty, held)
+        qty = round_to_step(protected, f.step_size, ROUND_DOWN)
         stop, take = wanted
         limit = round_price(stop * (1 - self.config.sl_limit_offset_pct / 100), f, ROUND_DOWN)
         oco = OcoRequest(f.symbol, "SELL", qty, above_type="LIMIT_MAKER",

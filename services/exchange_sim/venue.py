@@ -26,7 +26,7 @@ from shared.matching import MatchingEngine, OcoRequest, OrderRequest
 from .api_error import ApiError, bad_symbol, mandatory
 from .auth import ApiKey, Authenticator
 from .faults import Faults
-from .market import Market, SymbolSpec, build_market, fmt
+from .market import FIRST_TRADE_ID, Market, SymbolSpec, build_market, fmt
 from .params import Params
 from .ratelimit import RateLimiter, RateLimits
 
@@ -151,7 +151,14 @@ class Venue:
     # ---- market feed into the engine ----------------------------------------------------------
 
     def sync_market(self) -> None:
-        """Feed the engine every market step up to now: trades, then the latest book."""
+        """Feed the engine every market step up to now: trades, then the latest book.
+
+        While a stop order waits for its trigger on a symbol, each step's own book is set just
+        before its trade (the book after that trade, as ``Market.book`` defines it), so a stop
+        triggered by a trade fills against the book of that second, not the book of the last
+        sync (a price the market had already left): its fill then does not depend on how many
+        steps one sync covers (``SIM_SPEED``), and matches the backtester's replay.
+        """
         with self._lock:
             if not self.local_feed:
                 self._dispatch()
@@ -162,17 +169,27 @@ class Venue:
                 if last is not None and now <= last:
                     continue
                 first = now - 1 if last is None else max(last, now - MAX_FED_TRADES)
+                per_step = self._stop_waiting(symbol)
                 for trade in self.market.trades(symbol, first, now):
+                    if per_step:
+                        self._set_book(symbol, trade.trade_id - FIRST_TRADE_ID, trade.time_ms)
                     self.engine.on_trade(symbol, Decimal(fmt(trade.price)),
                                          Decimal(fmt(trade.qty)), trade.time_ms)
-                book = self.market.book(symbol, now)
-                self.engine.set_book(
-                    symbol,
-                    [(Decimal(p), Decimal(q)) for p, q in book.bids[:ENGINE_BOOK_LEVELS]],
-                    [(Decimal(p), Decimal(q)) for p, q in book.asks[:ENGINE_BOOK_LEVELS]],
-                    self.clock.time_ms())
+                self._set_book(symbol, now, self.clock.time_ms())
                 self._fed_index[symbol] = now
             self._dispatch()
+
+    def _stop_waiting(self, symbol: str) -> bool:
+        return any(not order.is_working for a in self.accounts
+                   for order in self.engine.open_orders(a.name, symbol))
+
+    def _set_book(self, symbol: str, index: int, ts_ms: int) -> None:
+        book = self.market.book(symbol, index)
+        self.engine.set_book(
+            symbol,
+            [(Decimal(p), Decimal(q)) for p, q in book.bids[:ENGINE_BOOK_LEVELS]],
+            [(Decimal(p), Decimal(q)) for p, q in book.asks[:ENGINE_BOOK_LEVELS]],
+            ts_ms)
 
     def feed_book(self, symbol: str, bids: list[tuple[Decimal, Decimal]],
                   asks: list[tuple[Decimal, Decimal]]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from flask import Flask, current_app, jsonify, redirect, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from services.gateway import api, inputs, openapi, ws
+from services.gateway import api, inputs, openapi, reports, ws
 from services.gateway.auth import Auth, AuthSettings
 from services.gateway.backend import Backends
 from services.gateway.errors import ApiError, error_body
@@ -56,6 +56,7 @@ def create_app(health: HealthBook, config: dict | None = None, *,
     auth.install(app)
     app.extensions["gateway"] = api.Gateway(backends, live)
     app.register_blueprint(api.bp)
+    app.register_blueprint(reports.bp)
     ws.install(app, live)
     _pages(app, health, auth)
     _errors(app)

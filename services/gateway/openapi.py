@@ -74,6 +74,15 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _report_page() -> dict[str, Any]:
+    """A saved report's self-contained HTML page; a JSON 404 for any other name."""
+    op = _op("A saved backtest report's HTML page", tag="reports",
+             params=[_str("name", "path", pattern="^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")])
+    op["responses"]["200"] = {"description": "the page",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}
+    return op
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/api/health": {"get": _op("Health of every service (last heartbeat)", tag="system")},
     "/api/session": {"get": _op("Auth state and the CSRF token; sets the session cookie",
@@ -145,6 +154,11 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/alerts/{alert_id}/ack": {"post": _op("Acknowledge an alert", tag="system",
                                                params=[_int("alert_id", "path")])},
     "/api/openapi.json": {"get": _op("This document", tag="system")},
+    "/api/reports": {"get": _op(
+        "Saved backtest reports (DATA_DIR/reports/index.json), newest first", tag="reports",
+        ok={"type": "object", "required": ["items"], "properties": {
+            "items": {"type": "array", "items": OBJ}}})},
+    "/reports/{name}.html": {"get": _report_page()},
 }
 
 
