@@ -22,6 +22,7 @@ from pathlib import Path
 import zmq
 
 from services.exchange_sim.market import build_market
+from services.exchange_sim.ratelimit import RateLimits
 from services.exchange_sim.server import SimServer
 from services.exchange_sim.venue import Venue, spec_for
 from services.execution.service import ExecutionService
@@ -58,8 +59,10 @@ def bench_intents(count: int) -> dict[str, float]:
                           state=f"ipc://{tmp}/state", execution=f"ipc://{tmp}/exec",
                           marketdata=f"ipc://{tmp}/md")
     specs = {name: spec_for(f) for name, f in default_symbols().items()}
-    sim = SimServer(Venue(market=build_market(SYSTEM_CLOCK, {}, history_s=900, specs=specs)),
-                    port=0)
+    # Binance allows 100 orders per 10 s; lifted here: this measures execution's own cost.
+    limits = RateLimits(orders_per_10s=1_000_000, orders_per_day=10_000_000)
+    sim = SimServer(Venue(market=build_market(SYSTEM_CLOCK, {}, history_s=900, specs=specs),
+                          limits=limits), port=0)
     sim.start()
     state = _Running(StateService(_config("state", endpoints, tmp, sim.port)))
     execution = _Running(ExecutionService(_config("execution", endpoints, tmp, sim.port)))
@@ -104,7 +107,8 @@ def run(count: int = 200) -> list[tuple[str, str, str]]:
          f"{result['p50_ms']:.1f}", "ms"),
         ("execution: intent to order acknowledged, p99 (simulator)",
          f"{result['p99_ms']:.1f}", "ms"),
-        ("execution: sustained intents, one client", f"{result['per_s']:.0f}", "intents/s"),
+        ("execution: sustained intents, one client (venue order limit lifted)",
+         f"{result['per_s']:.0f}", "intents/s"),
     ]
 
 

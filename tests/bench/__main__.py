@@ -7,6 +7,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +26,7 @@ SUITES = [
 
 def main() -> None:
     rows: list[tuple] = []
+    failed: list[str] = []
     for name in SUITES:
         try:
             module = importlib.import_module(name)
@@ -35,7 +37,13 @@ def main() -> None:
             print(f"skipping {name}: no run()", file=sys.stderr)
             continue
         print(f"running {name} ...", file=sys.stderr)
-        for row in module.run():
+        try:
+            results = list(module.run())
+        except Exception as exc:  # one broken suite must not hide the others' figures
+            traceback.print_exc()
+            results = [(f"{name}: FAILED", f"{type(exc).__name__}: {exc}"[:120], "-")]
+            failed.append(name)
+        for row in results:
             print(" | ".join(row), file=sys.stderr)
             rows.append(row)
     lines = [
@@ -53,6 +61,8 @@ def main() -> None:
     out = ROOT / "docs" / "benchmarks.md"
     out.write_text("\n".join(lines))
     print(f"wrote {out}", file=sys.stderr)
+    if failed:
+        sys.exit(f"benchmarks that failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
