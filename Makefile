@@ -11,7 +11,7 @@ BASE_PYTHON := $(shell \
 	(command -v pyenv >/dev/null && pyenv prefix $(PYTHON_VERSION) 2>/dev/null | head -1 | sed 's|$$|/bin/python|') \
 	|| command -v python$(PYTHON_VERSION) || echo python$(PYTHON_VERSION))
 
-.PHONY: run test lint bench backtest restart clean chromium
+.PHONY: run test lint bench backtest chaos soak restart clean chromium
 
 $(PY):
 	$(BASE_PYTHON) -m venv $(VENV)
@@ -52,6 +52,18 @@ bench: $(DEV_STAMP) $(VENV)/.installed-bench
 $(VENV)/.installed-bench: requirements-bench.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	touch $@
+
+DURATION ?= 600
+SEED ?= 1
+SOAK_DURATION ?= 1800
+
+## chaos DURATION=600 SEED=1: whole stack under kills and faults, then the money checks
+chaos: $(STAMP)
+	$(PY) -m tests.chaos --duration $(DURATION) --workers 3 --bots 6 --seed $(SEED)
+
+## soak SOAK_DURATION=1800: no faults; RSS and open fds per service at start and end
+soak: $(STAMP)
+	$(PY) -m tests.chaos --soak --duration $(SOAK_DURATION) --seed $(SEED)
 
 ## backtest ARGS="...": one backtest run (python -m backtest; see docs/backtesting.md)
 backtest: $(STAMP)

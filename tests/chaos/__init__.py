@@ -1,0 +1,1 @@
+"""Chaos run: the whole stack on the simulator under faults and kills, then money checks."""
