@@ -102,6 +102,7 @@ export class Store {
       },
       order: () => this.upsertOrder(payload),
       trade: () => this.trades.set(payload.id, payload),
+      trade_deleted: () => this.trades.delete(payload.id),
       alert: () => this.alerts.set(payload.id, payload),
     }[kind];
     if (apply) apply();
@@ -130,6 +131,7 @@ export class Store {
   ordersUpdate({ kind, row }) {
     if (!row) return kind;
     if (kind === "trade") this.trades.set(row.id, row);
+    else if (kind === "trade_deleted") this.trades.delete(row.id);
     else if (kind === "exec_order") {
       // live from execution: only fields that state's rows also have
       this.upsertOrder({

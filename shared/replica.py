@@ -90,6 +90,10 @@ class View:
     def _apply_trade(self, trade: dict[str, Any]) -> None:
         self._keep_recent(self.recent_trades, trade)
 
+    def _apply_trade_deleted(self, payload: dict[str, Any]) -> None:
+        """A late fill rebooked in exchange order took back a trade closed too early."""
+        self.recent_trades.pop(payload["id"], None)
+
     def _apply_alert(self, alert: dict[str, Any]) -> None:
         self._keep_recent(self.alerts, alert)
 

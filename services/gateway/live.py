@@ -28,7 +28,7 @@ LOG_RING_SIZE = 2000
 LOG_SNAPSHOT = 200
 STATE_RECENT = 50
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
-ORDER_KINDS = ("order", "trade")
+ORDER_KINDS = ("order", "trade", "trade_deleted")
 SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 STREAM_INTERVALS = frozenset(KLINE_INTERVALS_MS) - {"1M"}  # no monthly kline stream
 

@@ -638,6 +638,9 @@ class Store:
 
         The bot comes from ``bot_id`` or from the order named by ``client_order_id``; a fill
         of a bot updates its position and, when the position is flat again, adds a trade.
+        Fills are booked in exchange order (trade time, then trade id): one that arrives
+        after a later fill of the same bot and symbol was booked makes the store rebuild
+        that position, its trades and its fills' realised PnL from every stored fill.
         """
         parsed = _parse_fill(fill, self._now_ms())
         with self._write() as changes:
@@ -648,13 +651,11 @@ class Store:
             if stored is not None:
                 return Outcome("duplicate", _fill_dict(stored))
             self._attribute(parsed)
+            if parsed["bot_id"] is not None and self._arrives_late(parsed):
+                value = self._record_late_fill(parsed)
+                return Outcome("recorded", value, tuple(changes))
             booked = self._book(parsed) if parsed["bot_id"] is not None else None
-            columns = list(parsed)
-            fill_id = self._insert(
-                f"INSERT INTO fills ({', '.join(columns)}) VALUES"
-                f" ({', '.join('?' * len(columns))})",
-                [_column_value(parsed[name]) for name in columns],
-            )
+            fill_id = self._insert_fill(parsed)
             row = self._conn.execute("SELECT * FROM fills WHERE id = ?", (fill_id,)).fetchone()
             value = _fill_dict(row)
             self._emit("fill", value)
@@ -666,6 +667,126 @@ class Store:
             if parsed["realized_pnl"] is not None and parsed["client_order_id"] is not None:
                 self._emit_order(parsed["client_order_id"])  # its realised PnL moved
         return Outcome("recorded", value, tuple(changes))
+
+    def _insert_fill(self, parsed: dict[str, Any]) -> int:
+        columns = list(parsed)
+        return self._insert(
+            f"INSERT INTO fills ({', '.join(columns)}) VALUES"
+            f" ({', '.join('?' * len(columns))})",
+            [_column_value(parsed[name]) for name in columns],
+        )
+
+    def _arrives_late(self, fill: dict[str, Any]) -> bool:
+        """True when a fill after this one (exchange order) is already booked for the bot."""
+        last = self._last_booked(fill["bot_id"], fill["symbol"])
+        return last is not None and _exchange_key(fill["ts_ms"], fill["trade_id"]) < last
+
+    def _last_booked(self, bot_id: int, symbol: str) -> tuple | None:
+        row = self._conn.execute(
+            "SELECT book FROM positions WHERE bot_id = ? AND symbol = ?", (bot_id, symbol)
+        ).fetchone()
+        if row is None:
+            return None  # every fill of a bot is booked: none yet
+        last = json.loads(row["book"]).get("last_fill")
+        if last is not None:
+            return _exchange_key(*last)
+        # A book written before "last_fill" was kept: look at the stored fills once.
+        keys = [
+            _exchange_key(r["ts_ms"], r["trade_id"])
+            for r in self._conn.execute(
+                "SELECT ts_ms, trade_id FROM fills WHERE bot_id = ? AND symbol = ?",
+                (bot_id, symbol),
+            )
+        ]
+        return max(keys) if keys else None
+
+    def _record_late_fill(self, parsed: dict[str, Any]) -> dict[str, Any]:
+        """Store a fill that sorts before booked ones, rebuild the book and emit what moved."""
+        bot_id, symbol = parsed["bot_id"], parsed["symbol"]
+        fill_id = self._insert_fill(parsed)
+        (position, trades), changed_fills = self._rebuild(bot_id, symbol)
+        log.info(
+            "bot %s %s: fill %s arrived after later fills; position rebuilt in exchange order",
+            bot_id, symbol, parsed["trade_id"],
+        )
+        value = None
+        orders: list[str] = []
+        for changed in [fill_id, *(i for i in changed_fills if i != fill_id)]:
+            row = self._conn.execute("SELECT * FROM fills WHERE id = ?", (changed,)).fetchone()
+            emitted = _fill_dict(row)
+            self._emit("fill", emitted)  # the new fill, then those whose realised PnL moved
+            value = emitted if value is None else value
+            order_id = row["client_order_id"]
+            if changed in changed_fills and order_id is not None and order_id not in orders:
+                orders.append(order_id)
+        self._emit("position", {"bot_id": bot_id, **position.to_dict()})
+        self._sync_trades(bot_id, symbol, trades)
+        for order_id in orders:
+            self._emit_order(order_id)  # its realised PnL moved
+        return value
+
+    def _rebuild(
+        self, bot_id: int, symbol: str
+    ) -> tuple[tuple[Position, list[CompletedTrade]], list[int]]:
+        """Replay every stored fill of the bot and symbol in exchange order (FIFO).
+
+        Saves the position, corrects each fill's realised PnL; returns (position, completed
+        trades in order) and the ids of the fills whose realised PnL changed.
+        """
+        rows = sorted(
+            self._conn.execute(
+                "SELECT * FROM fills WHERE bot_id = ? AND symbol = ?", (bot_id, symbol)
+            ).fetchall(),
+            key=lambda r: _exchange_key(r["ts_ms"], r["trade_id"]),
+        )
+        position = Position(symbol, dust_notional=self._dust_notional)
+        trades: list[CompletedTrade] = []
+        changed: list[int] = []
+        unmatched = ZERO
+        for row in rows:
+            effect = position.apply(_row_fill(row))
+            unmatched += effect.unmatched_qty
+            if effect.trade is not None:
+                trades.append(effect.trade)
+            pnl = fmt(effect.realized_pnl) if row["side"] == "SELL" else None
+            if pnl != row["realized_pnl"]:
+                self._conn.execute(
+                    "UPDATE fills SET realized_pnl = ? WHERE id = ?", (pnl, row["id"])
+                )
+                changed.append(row["id"])
+        if unmatched:
+            log.warning(
+                "bot %s sold %s %s more than it held; no cost basis for that part",
+                bot_id, fmt(unmatched), symbol,
+            )
+        last = rows[-1]
+        self._save_position(bot_id, symbol, position, (last["ts_ms"], last["trade_id"]))
+        return (position, trades), changed
+
+    def _sync_trades(self, bot_id: int, symbol: str, trades: list[CompletedTrade]) -> None:
+        """Make the stored trades of the bot and symbol equal ``trades``, keeping their ids."""
+        rows = self._conn.execute(
+            "SELECT * FROM trades WHERE bot_id = ? AND symbol = ? ORDER BY id", (bot_id, symbol)
+        ).fetchall()
+        for index, trade in enumerate(trades):
+            values = {k: v for k, v in trade.to_dict().items() if k != "duration_s"}
+            if index >= len(rows):
+                self._insert_trade(bot_id, trade.to_dict())
+                continue
+            row = rows[index]
+            if all(row[name] == value for name, value in values.items()):
+                continue
+            self._conn.execute(
+                f"UPDATE trades SET {', '.join(f'{name} = ?' for name in values)} WHERE id = ?",
+                (*values.values(), row["id"]),
+            )
+            updated = self._conn.execute(
+                "SELECT * FROM trades WHERE id = ?", (row["id"],)
+            ).fetchone()
+            self._emit("trade", _trade_dict(updated))
+        for row in rows[len(trades):]:
+            self._conn.execute("DELETE FROM trades WHERE id = ?", (row["id"],))
+            self._emit("trade_deleted", {"id": row["id"], "bot_id": bot_id, "symbol": symbol})
 
     def list_fills(
         self, *, bot_id: int | None = None, symbol: str | None = None,
@@ -701,7 +822,7 @@ class Store:
 
     def _book(self, fill: dict[str, Any]) -> tuple[dict[str, Any], CompletedTrade | None]:
         """Apply a bot's fill to its stored position; return it and any completed trade."""
-        bot_id, symbol, now = fill["bot_id"], fill["symbol"], self._now_ms()
+        bot_id, symbol = fill["bot_id"], fill["symbol"]
         position = self._load_position(bot_id, symbol)
         effect = position.apply(Fill(
             fill["side"], fill["price"], fill["qty"], fill["commission"],
@@ -714,6 +835,14 @@ class Store:
             )
         if fill["side"] == "SELL":
             fill["realized_pnl"] = effect.realized_pnl
+        self._save_position(bot_id, symbol, position, (fill["ts_ms"], fill["trade_id"]))
+        return {"bot_id": bot_id, **position.to_dict()}, effect.trade
+
+    def _save_position(
+        self, bot_id: int, symbol: str, position: Position, last_fill: tuple[int, str]
+    ) -> None:
+        """Write the book, with the exchange-order key of the last fill booked in it."""
+        book = {**position.to_state(), "last_fill": [last_fill[0], last_fill[1]]}
         self._conn.execute(
             "INSERT INTO positions (bot_id, symbol, qty, cost, opened_at_ms, realized_pnl,"
             " fees_quote, book, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -722,10 +851,9 @@ class Store:
             " excluded.realized_pnl, fees_quote = excluded.fees_quote, book = excluded.book,"
             " updated_at_ms = excluded.updated_at_ms",
             (bot_id, symbol, fmt(position.qty), fmt(position.cost), position.opened_at_ms,
-             fmt(position.realized_pnl), fmt(position.fees_quote),
-             json.dumps(position.to_state()), now),
+             fmt(position.realized_pnl), fmt(position.fees_quote), json.dumps(book),
+             self._now_ms()),
         )
-        return {"bot_id": bot_id, **position.to_dict()}, effect.trade
 
     def _insert_trade(self, bot_id: int, trade: dict[str, Any]) -> None:
         columns = [name for name in trade if name != "duration_s"]
@@ -1098,6 +1226,21 @@ def _parse_fill(fill: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
         "realized_pnl": None,
         "ts_ms": int(fill.get("ts_ms") or now_ms),
     }
+
+
+def _exchange_key(ts_ms: Any, trade_id: Any) -> tuple[int, int, int, str]:
+    """Sort key of a fill in exchange order: trade time, then the exchange trade id."""
+    text = str(trade_id)
+    if text.isdigit():
+        return (int(ts_ms), 0, int(text), "")
+    return (int(ts_ms), 1, 0, text)
+
+
+def _row_fill(row: sqlite3.Row) -> Fill:
+    return Fill(
+        row["side"], Decimal(row["price"]), Decimal(row["qty"]), Decimal(row["commission"]),
+        row["commission_asset"], row["ts_ms"],
+    )
 
 
 def _parse_balance(balance: Mapping[str, Any]) -> tuple[str, Decimal, Decimal]:
