@@ -4,6 +4,11 @@ Run on start and after every (re)connect of the user-data stream: intents left p
 crash are resolved by client id, open orders and orders we still think open are compared,
 trades since the last known trade id per symbol are fetched, and balances are read. Each
 difference goes through the :class:`OrderTracker`, so it is published and recorded once.
+
+The high-water mark alone misses a trade below a later one already known (an order answered
+-1007 while the stream was down, then another order's trade seen): so every known order whose
+executed quantity exceeds the quantity of its recorded fills also has its trades fetched by
+``orderId`` (weight 5 each, only for orders that do not match).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from services.execution.tracking import FillReport, OrderReport, OrderTracker
 log = logging.getLogger(__name__)
 
 TRADES_PAGE = 1000
+ZERO = Decimal(0)
 
 
 @dataclass
@@ -39,6 +45,8 @@ class Reconciler:
         self.db = db
         self.tracker = tracker
         self._seen_open: set[str] = set()
+        # orders whose trades were asked by id and still do not add up: (executed, recorded)
+        self._checked: dict[str, tuple[Decimal, Decimal]] = {}
 
     def run(self, symbols: list[str]) -> SyncResult:
         result = SyncResult()
@@ -47,6 +55,7 @@ class Reconciler:
         result.corrections += self._stale_local_orders()
         for symbol in sorted(set(symbols) | set(self.db.symbols())):
             result.corrections += self._trades(symbol)
+            result.corrections += self._order_gaps(symbol)
         result.balances = self.balances()
         return result
 
@@ -103,6 +112,70 @@ class Reconciler:
                 last = max(last or 0, int(row["id"]))
             if len(rows) < TRADES_PAGE:
                 return changed
+
+    def _order_gaps(self, symbol: str) -> int:
+        """Trades of known orders that are missing below the high-water mark."""
+        changed = 0
+        for cid, order_id, executed, recorded in self._short_orders(symbol):
+            if self._checked.get(cid) == (executed, recorded):
+                continue  # asked already and nothing was missing: no weight on every run
+            before = changed
+            rows = self._order_trades(symbol, order_id)
+            for row in rows:
+                changed += self._trade(row)
+            self._claim(symbol, cid, rows)
+            if changed > before:
+                log.warning("order %s (%s): %d fill(s) missing below the last trade id were"
+                            " recorded", cid, symbol, changed - before)
+            still = self._recorded(symbol, cid)
+            if still < executed:
+                log.error("order %s (%s): executed %s at the exchange, fills for only %s",
+                          cid, symbol, executed, still)
+            self._checked[cid] = (executed, still)
+        return changed
+
+    def _short_orders(self, symbol: str) -> list[tuple[str, int, Decimal, Decimal]]:
+        """Known orders of ``symbol`` with more executed than their recorded fills add up to."""
+        recorded: dict[str, Decimal] = {}
+        for row in self.db.query("SELECT client_order_id, qty FROM fills WHERE symbol = ?"
+                                 " AND client_order_id IS NOT NULL", (symbol,)):
+            cid = row["client_order_id"]
+            recorded[cid] = recorded.get(cid, ZERO) + Decimal(row["qty"])
+        short = []
+        for row in self.db.query("SELECT client_order_id, exchange_order_id, executed_qty"
+                                 " FROM orders WHERE symbol = ? AND exchange_order_id IS NOT"
+                                 " NULL ORDER BY created_ms", (symbol,)):
+            executed = Decimal(row["executed_qty"] or 0)
+            have = recorded.get(row["client_order_id"], ZERO)
+            if executed > have:
+                short.append((row["client_order_id"], int(row["exchange_order_id"]), executed,
+                              have))
+        return short
+
+    def _order_trades(self, symbol: str, order_id: int) -> list[dict]:
+        rows: list[dict] = []
+        params: dict = {"symbol": symbol, "orderId": order_id, "limit": TRADES_PAGE}
+        while True:
+            page = self.client.call("get_my_trades", critical=True, **params)
+            rows.extend(page)
+            if len(page) < TRADES_PAGE:
+                return rows
+            params["fromId"] = max(int(r["id"]) for r in page) + 1
+
+    def _claim(self, symbol: str, cid: str, rows: list[dict]) -> None:
+        """Fills of this order recorded without its client id (order unknown then) get it."""
+        ids = [int(r["id"]) for r in rows]
+        if not ids:
+            return
+        marks = ", ".join("?" * len(ids))
+        with self.db.tx() as conn:
+            conn.execute(f"UPDATE fills SET client_order_id = ? WHERE symbol = ? AND trade_id IN"
+                         f" ({marks}) AND client_order_id IS NULL", (cid, symbol, *ids))
+
+    def _recorded(self, symbol: str, cid: str) -> Decimal:
+        rows = self.db.query("SELECT qty FROM fills WHERE symbol = ? AND client_order_id = ?",
+                             (symbol, cid))
+        return sum((Decimal(r["qty"]) for r in rows), ZERO)
 
     def _trade(self, row: dict) -> int:
         fill = FillReport.from_my_trade(row)
