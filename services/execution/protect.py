@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -25,7 +26,7 @@ from services.execution.orders import (
 from services.execution.outbox import ExecutionDb
 from services.execution.risk import RiskConfig
 from shared.bus import Publisher
-from shared.errors import ExchangeError, TemporaryError
+from shared.errors import ExchangeError, InsufficientFundsError, InvalidOrderError, TemporaryError
 from shared.filters import ROUND_DOWN, ROUND_UP, SymbolFilters, round_price, round_qty
 from shared.messages import ProtectionChanged
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
 ACTIVE, PENDING, CLOSED, FAILED = "active", "pending", "closed", "failed"
+OCO_RETRY_BACKOFF_S = (0.2, 0.5, 1.0)  # a refused OCO is sent again this many times
 
 
 def leg_ids(intent_id: str, bot_id: str, gen: int) -> tuple[str, str, str]:
@@ -57,7 +59,12 @@ class Protector:
         self.clock_ms = clock_ms
         self._due: set[str] = set()
         self.on_response: Callable[[dict], None] = lambda response: None
-        self.on_alert: Callable[[str, str], None] = lambda bot_id, text: None
+        self.on_alert: Callable[..., None] = lambda bot_id, text, level="ERROR": None
+        # the bid of a symbol (raises when the exchange does not answer)
+        self.price_of: Callable[[str], Decimal] | None = None
+        # sell the position of a protection that cannot be placed because a leg is crossed
+        self.on_stopped_out: Callable[[Any, str], None] = lambda row, reason: None
+        self.wait: Callable[[float], Any] = threading.Event().wait
 
     # --- hooks from the order tracker ------------------------------------------------------
 
@@ -115,31 +122,80 @@ class Protector:
         return round_qty(net, filters) if filters else net
 
     def _place(self, row: Any) -> None:
+        """Send the protection of ``row``; a refused OCO (-2010: the price moved past a leg)
+        is re-checked against the market: a crossed leg exits at market (what the leg would
+        have done), otherwise it is sent again a few times; still refused: critical alert."""
         filters = self.filters_of(row["symbol"])
         if filters is None:
             raise TemporaryError(f"no filters for {row['symbol']} yet")
-        spec = self._spec(row, filters, Decimal(row["stop_loss"]))
-        try:
-            if spec.take_profit > 0:
-                response = self.placer.place_oco(spec)
-            else:
-                response = {"orderReports": [self.placer.place(spec.stop_leg())]}
-        except TemporaryError:
-            raise
-        except ExchangeError as exc:
-            text = (f"protective OCO for {row['entry_client_order_id']} refused: {exc}; "
-                    f"the position of bot {row['bot_id']} is NOT protected")
-            log.error(text)
-            self.on_alert(row["bot_id"], text)
-            self.db.save_protection(row["entry_client_order_id"], status=FAILED)
-            self._publish(self._row(row["entry_client_order_id"]))
+        entry = row["entry_client_order_id"]
+        refusal: ExchangeError | None = None
+        for attempt in range(len(OCO_RETRY_BACKOFF_S) + 1):
+            if refusal is not None:
+                crossed = self._crossed(row)
+                if crossed:
+                    self._stop_out(row, f"{crossed}; the protective OCO was refused: {refusal}")
+                    return
+                self.wait(OCO_RETRY_BACKOFF_S[attempt - 1])
+                self.db.save_protection(entry, gen=row["gen"] + 1)  # a fresh client id
+                row = self._row(entry)
+            spec = self._spec(row, filters, Decimal(row["stop_loss"]))
+            try:
+                if spec.take_profit > 0:
+                    response = self.placer.place_oco(spec)
+                else:
+                    response = {"orderReports": [self.placer.place(spec.stop_leg())]}
+            except TemporaryError:
+                raise
+            except InsufficientFundsError as exc:
+                refusal = exc
+                break  # sending again does not help
+            except InvalidOrderError as exc:
+                refusal = exc
+                log.warning("protective OCO %s refused (attempt %d): %s",
+                            spec.list_client_order_id, attempt + 1, exc)
+                continue
+            except ExchangeError as exc:
+                refusal = exc
+                break
+            self.db.save_protection(entry, status=ACTIVE)
+            for report in response.get("orderReports") or ():
+                self.on_response(report)
+            log.info("protection %s placed: stop %s, take profit %s, qty %s",
+                     spec.list_client_order_id, spec.stop_price, spec.take_profit, spec.quantity)
+            self._publish(self._row(entry))
             return
-        self.db.save_protection(row["entry_client_order_id"], status=ACTIVE)
-        for report in response.get("orderReports") or ():
-            self.on_response(report)
-        log.info("protection %s placed: stop %s, take profit %s, qty %s",
-                 spec.list_client_order_id, spec.stop_price, spec.take_profit, spec.quantity)
-        self._publish(self._row(row["entry_client_order_id"]))
+        text = (f"protective OCO for {entry} refused: {refusal}; "
+                f"the position of bot {row['bot_id']} is NOT protected")
+        log.critical(text)
+        self.on_alert(row["bot_id"], text, "CRITICAL")
+        self.db.save_protection(entry, status=FAILED)
+        self._publish(self._row(entry))
+
+    def _crossed(self, row: Any) -> str | None:
+        """Why a leg of ``row`` is already crossed by the market (None: it is not, or the
+        price cannot be read)."""
+        if self.price_of is None:
+            return None
+        try:
+            bid = self.price_of(row["symbol"])
+        except (ExchangeError, TemporaryError) as exc:
+            log.warning("no price for %s to check a refused OCO: %s", row["symbol"], exc)
+            return None
+        stop, target = Decimal(row["stop_loss"]), Decimal(row["take_profit"])
+        if bid <= stop:
+            return f"the price {bid} is already at or below the stop loss {stop}"
+        if target > 0 and bid >= target:
+            return f"the price {bid} is already at or above the take profit {target}"
+        return None
+
+    def _stop_out(self, row: Any, reason: str) -> None:
+        """Do what the crossed leg would have done: sell the position at market."""
+        text = f"bot {row['bot_id']} {row['symbol']} exits at market: {reason}"
+        log.warning(text)
+        self._set_status(row, CLOSED)
+        self.on_alert(row["bot_id"], text, "WARNING")
+        self.on_stopped_out(self._row(row["entry_client_order_id"]), reason)
 
     def _spec(self, row: Any, filters: SymbolFilters, stop: Decimal) -> OcoSpec:
         list_id, stop_id, profit_id = leg_ids(row["intent_id"], row["bot_id"], row["gen"])
@@ -209,13 +265,14 @@ class Protector:
                 replaced += 1
         return replaced
 
-    def close_bot(self, bot_id: str, symbol: str | None = None) -> list[Any]:
-        """Mark the bot's protections closed (before cancelling them); returns the rows."""
-        rows = [r for r in self.db.protections() if r["bot_id"] == bot_id
+    def open_rows(self, bot_id: str, symbol: str | None = None) -> list[Any]:
+        """The bot's protections (on ``symbol``) that may still be live at the exchange."""
+        return [r for r in self.db.protections() if r["bot_id"] == bot_id
                 and r["status"] in (ACTIVE, PENDING) and symbol in (None, r["symbol"])]
-        for row in rows:
-            self._set_status(row, CLOSED)
-        return rows
+
+    def mark_closed(self, row: Any) -> None:
+        """Its cancel was confirmed by the exchange: stop tracking (and restoring) it."""
+        self._set_status(row, CLOSED)
 
     def reopen(self, rows: list[Any]) -> None:
         """Protections released for an exit that did not happen: place them again (next

@@ -108,6 +108,10 @@ class ExecutionService(ReplyService):
         self.tracker.on_order_change.append(self.protector.on_order_change)
         self.protector.on_response = self.tracker.apply_response
         self.protector.on_alert = self._alert
+        self.protector.price_of = lambda symbol: Decimal(
+            self.exchange.book_ticker(symbol)["bidPrice"])
+        self.protector.on_stopped_out = self._stop_out
+        self.protector.wait = self._stop_event.wait
         self.reconciler = Reconciler(self.exchange, self.db, self.tracker)
         self.state_client = RequestClient(self.ctx, cfg.endpoints.state, timeout_ms=500,
                                           retries=2)
@@ -333,7 +337,8 @@ class ExecutionService(ReplyService):
             return self._known_intent(known)
         filters = self._ready(intent.symbol)
         self._check_lease(intent)
-        released = self._release_protection(intent) if intent.side == "SELL" else []
+        released = self._release_protection(intent.bot_id, intent.symbol) \
+            if intent.side == "SELL" else []
         reply: m.Reply | None = None
         try:
             reply = self._place_intent(intent, filters)
@@ -369,15 +374,57 @@ class ExecutionService(ReplyService):
                              intent.to_dict())
         return self._send(intent.intent_id, spec, ROLE_ENTRY)
 
-    def _release_protection(self, intent: m.SubmitIntent) -> list[Any]:
-        """An exit needs the base its OCO locks: cancel the bot's protection on the symbol."""
-        rows = self.protector.close_bot(intent.bot_id, intent.symbol)
-        for row in rows:
+    def _release_protection(self, bot_id: str, symbol: str | None = None) -> list[Any]:
+        """An exit needs the base its OCO locks: cancel the bot's protections (on ``symbol``).
+
+        A protection is marked closed only once the exchange confirmed its cancel (answered
+        the cancel, or a query shows its stop leg final). When it cannot be confirmed the exit
+        is refused and the protection stays tracked (so the next exit cancels it again);
+        protections already cancelled for this exit are handed back to be placed again.
+        """
+        released: list[Any] = []
+        for row in self.protector.open_rows(bot_id, symbol):
             _, stop_id, _ = leg_ids(row["intent_id"], row["bot_id"], row["gen"])
-            self._cancel_quietly(row["symbol"], stop_id)
-        if rows:
+            try:
+                self._cancel_protection(row["symbol"], stop_id)  # a leg ends the whole list
+            except Rejected:
+                if released:
+                    self.protector.reopen(released)
+                    self.request_sync("protection restore")
+                raise
+            self.protector.mark_closed(row)
+            released.append(row)
+        if released:
             self.balances = {}  # the unlocked base shows in a fresh read
-        return rows
+        return released
+
+    def _cancel_protection(self, symbol: str, stop_id: str) -> None:
+        """Cancel a protective stop leg; returns once the exchange shows it no longer open,
+        raises :class:`Rejected` (``protection_not_released``) otherwise."""
+        failure: Exception | None = None
+        try:
+            response = self.placer.cancel(symbol, stop_id)
+        except (ExchangeError, TemporaryError) as exc:  # 5xx/-1000/-1007: outcome unknown
+            failure, response = exc, None
+            log.warning("cancelling protective order %s: %s; asking the exchange", stop_id, exc)
+        if response is not None:
+            self.tracker.apply_order(OrderReport.from_rest(response))
+            return
+        try:
+            order = self.placer.find(symbol, stop_id)
+        except (ExchangeError, TemporaryError) as exc:
+            raise Rejected("protection_not_released", (
+                f"could not cancel the protective order {stop_id} ({failure or 'no answer'}) nor "
+                f"check it ({exc}); the exit was not sent and the protection stays in place; "
+                "try again")) from None
+        if order is None:
+            return  # never reached the exchange: nothing is open
+        self.tracker.apply_order(OrderReport.from_rest(order))
+        if order.get("status") in ("NEW", "PARTIALLY_FILLED", "PENDING_NEW"):
+            raise Rejected("protection_not_released", (
+                f"could not cancel the protective order {stop_id}: {failure or 'not cancelled'}; "
+                "it is still open at the exchange, so the exit was not sent and the "
+                "protection stays in place; try again"))
 
     def _send(self, intent_id: str, spec: OrderSpec, role: str) -> m.Reply:
         try:
@@ -520,19 +567,21 @@ class ExecutionService(ReplyService):
 
     def _close(self, request: m.CloseBotPosition) -> m.Reply:
         bot = request.bot_id
-        cancelled = []
-        for row in self.protector.close_bot(bot):
-            _, stop_id, _ = leg_ids(row["intent_id"], row["bot_id"], row["gen"])
-            response = self._cancel_quietly(row["symbol"], stop_id)  # a leg ends the list
-            if response is not None:
-                cancelled.append(stop_id)
-        cancelled += self._cancel_bot_orders(bot)
-        symbols = {request.symbol} if request.symbol else (
-            {r["symbol"] for r in self.db.query("SELECT DISTINCT symbol FROM fills WHERE "
-                                                "bot_id = ?", (bot,))})
+        released = self._release_protection(bot)
+        cancelled = [leg_ids(r["intent_id"], r["bot_id"], r["gen"])[1] for r in released]
         results = []
-        for symbol in sorted(s for s in symbols if s):
-            results.append(self._sell_position(bot, symbol, request.reason))
+        try:
+            cancelled += self._cancel_bot_orders(bot)
+            symbols = {request.symbol} if request.symbol else (
+                {r["symbol"] for r in self.db.query("SELECT DISTINCT symbol FROM fills WHERE "
+                                                    "bot_id = ?", (bot,))})
+            for symbol in sorted(s for s in symbols if s):
+                results.append(self._sell_position(bot, symbol, request.reason))
+        except Rejected:
+            if released:
+                self.protector.reopen(released)  # not closed: protect again
+                self.request_sync("protection restore")
+            raise
         return m.Reply(ok=True, result={"status": "closed" if results else "flat",
                                         "bot_id": bot, "cancelled": cancelled,
                                         "orders": results})
@@ -576,6 +625,25 @@ class ExecutionService(ReplyService):
             raise Rejected(reply.error_code, reply.error_message)
         return {"symbol": symbol, **reply.result}
 
+    def _stop_out(self, row: Any, reason: str) -> None:
+        """A protection could not be placed because the price already crossed a leg: exit."""
+        try:
+            result = self._sell_position(row["bot_id"], row["symbol"], f"stop-out: {reason}")
+        except (Rejected, ExchangeError, TemporaryError) as exc:
+            if getattr(exc, "code", None) == "unconfirmed":  # it may have been placed
+                log.warning("market exit of bot %s %s not confirmed yet: %s",
+                            row["bot_id"], row["symbol"], exc)
+                return
+            text = (f"bot {row['bot_id']} {row['symbol']}: the market exit after a refused "
+                    f"protection failed ({exc}); the position is NOT protected")
+            log.critical(text)
+            self._alert(row["bot_id"], text, "CRITICAL")
+            self.protector.reopen([row])  # try to protect it again on the next sync
+            self.request_sync("protection restore")
+            return
+        log.warning("bot %s %s exited at market (%s): %s", row["bot_id"], row["symbol"],
+                    reason, result)
+
     def _kill_switch(self, request: m.SetKillSwitch) -> dict[str, Any]:
         self.risk.config = self.risk.config.updated({"kill_switch": request.enabled})
         self.db.put("risk_config", self.risk.config.to_dict())
@@ -596,7 +664,7 @@ class ExecutionService(ReplyService):
     def _alert(self, bot_id: str, text: str, level: str = "ERROR") -> None:
         self.db.enqueue(m.RecordAlert(level=level, service=self.name, message=text,
                                       bot_id=state_bot_id(bot_id),
-                                      request_id=f"alert:{self.clock.time_ms()}:{bot_id}"))
+                                      request_id=f"alert:{level}:{self.clock.time_ms()}:{bot_id}"))
         self.outbox.wake()
 
     # --- pause, trailing, limit tracking -------------------------------------------------

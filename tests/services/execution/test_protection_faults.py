@@ -1,0 +1,144 @@
+"""Protection under exchange faults (chaos findings 2 and 4), against the real simulator.
+
+2. A stop-leg cancel that fails during an exit must leave the protection tracked (the exit is
+   refused), so the next exit cancels it: never a live OCO execution forgot, never a sell of
+   coins the bot no longer holds.
+4. A protective OCO refused because the price already crossed the stop exits at market.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from services.execution.protect import leg_ids
+from shared import messages as m
+from tests.services.execution.conftest import intent, set_faults, wait_for
+from tests.services.execution.test_exec_protect import open_lists, protected_entry
+
+
+def live_orders(sim) -> list:
+    return sim.venue.engine.open_orders("sim", "BTCUSDT")
+
+
+def flat(service) -> bool:
+    """Only dust below one step is left (the exit is rounded down to the step size)."""
+    step = service.filters["BTCUSDT"].step_size
+    return bool(wait_for(lambda: service.position_qty("1", "BTCUSDT") < step, what="flat"))
+
+
+def tracked(service) -> list:
+    return [r for r in service.db.protections() if r["status"] in ("active", "pending")]
+
+
+def test_failed_stop_cancel_keeps_the_protection_and_the_next_exit_cancels_it(
+        execution, ask, lease, sim):
+    list_id, stop_id, _ = protected_entry(ask, lease, sim, "pf-1")
+    service = execution.service
+    held = service.position_qty("1", "BTCUSDT")
+    set_faults(sim, http_5xx=1)  # the cancel of the stop leg answers 502/-1000, not done
+
+    refused = ask(intent("pf-1-exit-a", lease, side="SELL"))
+
+    assert not refused.ok
+    assert refused.error_code == "protection_not_released", refused
+    assert stop_id in refused.error_message and "still open" in refused.error_message
+    assert [ol.list_client_order_id for ol in open_lists(sim)] == [list_id]
+    rows = tracked(service)
+    assert len(rows) == 1 and rows[0]["status"] == "active"  # not marked closed
+    assert service.position_qty("1", "BTCUSDT") == held  # nothing was sold
+
+    exited = ask(intent("pf-1-exit-b", lease, side="SELL"))
+
+    assert exited.ok, exited
+    assert exited.result["order_status"] == "FILLED"
+    assert open_lists(sim) == [] and live_orders(sim) == []  # no live OCO left behind
+    assert tracked(service) == []
+    assert flat(service)
+    sold = Decimal(exited.result["executed_qty"])
+    assert sold <= held  # never more than the bot held
+
+
+def test_cancel_whose_outcome_cannot_be_checked_refuses_the_exit(execution, ask, lease, sim):
+    list_id, stop_id, _ = protected_entry(ask, lease, sim, "pf-2")
+    service = execution.service
+    set_faults(sim, http_5xx=4)  # the cancel and every query of the leg fail
+
+    refused = ask(intent("pf-2-exit-a", lease, side="SELL"))
+
+    assert not refused.ok and refused.error_code == "protection_not_released", refused
+    assert [ol.list_client_order_id for ol in open_lists(sim)] == [list_id]
+    assert len(tracked(service)) == 1
+    set_faults(sim, http_5xx=0)
+
+    exited = ask(intent("pf-2-exit-b", lease, side="SELL"))
+
+    assert exited.ok, exited
+    assert open_lists(sim) == [] and live_orders(sim) == [] and tracked(service) == []
+
+
+def test_failed_cancel_on_close_position_keeps_the_protection(execution, ask, lease, sim):
+    list_id, _, _ = protected_entry(ask, lease, sim, "pf-3")
+    set_faults(sim, http_5xx=1)
+
+    refused = ask(m.CloseBotPosition(bot_id="1"))
+
+    assert not refused.ok and refused.error_code == "protection_not_released", refused
+    assert [ol.list_client_order_id for ol in open_lists(sim)] == [list_id]
+    assert len(tracked(execution.service)) == 1
+
+    closed = ask(m.CloseBotPosition(bot_id="1"))
+
+    assert closed.ok, closed
+    assert open_lists(sim) == [] and live_orders(sim) == []
+    assert flat(execution.service)
+
+
+def test_oco_refused_after_the_price_crossed_the_stop_exits_at_market(
+        execution, ask, ask_state, lease, sim):
+    price = Decimal(str(sim.venue.market.last_price("BTCUSDT")))
+    reply = ask(intent("pf-4", lease, quote_qty=Decimal("100"),  # the stop is already crossed
+                       stop_loss=(price * Decimal("1.02")).quantize(Decimal("0.01")),
+                       take_profit=(price * Decimal("1.05")).quantize(Decimal("0.01"))))
+    assert reply.ok, reply
+    service = execution.service
+
+    wait_for(lambda: any(o["role"] == "C" and o["status"] == "FILLED"
+                         for o in service.db.query("SELECT * FROM orders")),
+             what="the market exit")
+
+    assert open_lists(sim) == [] and live_orders(sim) == []
+    assert flat(service)
+    assert tracked(service) == []
+    close = service.db.query("SELECT * FROM intents WHERE intent_id LIKE 'close:%'")
+    assert len(close) == 1 and "stop loss" in close[0]["request"]  # why it was sold
+    alerts = wait_for(lambda: ask_state(m.QueryAlerts(level="WARNING")).result["items"],
+                      what="the alert in state")
+    assert any("exits at market" in a["message"] for a in alerts)
+
+
+def test_oco_refused_for_another_reason_is_retried_then_raises_a_critical_alert(
+        execution, ask, ask_state, lease, sim, monkeypatch):
+    from shared.errors import InvalidOrderError
+    service = execution.service
+    calls = []
+
+    def refuse(spec):
+        calls.append(spec.list_client_order_id)
+        raise InvalidOrderError("The relationship of the prices for the orders is not correct.",
+                                -2010)
+
+    monkeypatch.setattr(service.placer, "place_oco", refuse)
+    price = Decimal(str(sim.venue.market.last_price("BTCUSDT")))
+    reply = ask(intent("pf-5", lease, quote_qty=Decimal("100"),
+                       stop_loss=(price * Decimal("0.90")).quantize(Decimal("0.01")),
+                       take_profit=(price * Decimal("1.10")).quantize(Decimal("0.01"))))
+    assert reply.ok, reply
+
+    alerts = wait_for(lambda: ask_state(m.QueryAlerts(level="CRITICAL")).result["items"],
+                      what="the critical alert")
+
+    assert "NOT protected" in alerts[0]["message"]
+    assert len(calls) == 4 and len(set(calls)) == 4  # bounded, each with a fresh client id
+    assert calls[0] == leg_ids("pf-5", "1", 0)[0]
+    assert service.db.protections("failed")
+    assert service.position_qty("1", "BTCUSDT") > 0  # not crossed: no exit
