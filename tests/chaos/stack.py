@@ -228,6 +228,17 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
+def _get_within_limits(url: str, headers: dict | None = None, tries: int = 4):
+    """GET, waiting out a 429/418 (the stack may have spent the minute's weight) as a
+    Binance client must: Retry-After, at most about a minute each time."""
+    for _ in range(tries - 1):
+        resp = requests.get(url, headers=headers, timeout=10)
+        if resp.status_code not in (418, 429):
+            return resp
+        time.sleep(min(65.0, float(resp.headers.get("Retry-After", "5"))))
+    return requests.get(url, headers=headers, timeout=10)
+
+
 class VenueClient:
     """Signed reads of the simulator's Binance REST API (its non-secret sim account)."""
 
@@ -241,14 +252,15 @@ class VenueClient:
         params["recvWindow"] = 10_000
         query = urllib.parse.urlencode(params)
         signature = hmac.new(self.secret, query.encode(), hashlib.sha256).hexdigest()
-        resp = requests.get(f"{self.base_url}/api/v3/{path}?{query}&signature={signature}",
-                            headers={"X-MBX-APIKEY": self.key}, timeout=10)
+        resp = _get_within_limits(f"{self.base_url}/api/v3/{path}?{query}&signature={signature}",
+                                  headers={"X-MBX-APIKEY": self.key})
         if resp.status_code != 200:
             raise RuntimeError(f"venue {path}: HTTP {resp.status_code} {resp.text[:200]}")
         return resp.json()
 
     def public(self, path: str, **params: Any) -> Any:
-        resp = requests.get(f"{self.base_url}/api/v3/{path}", params=params, timeout=10)
+        query = urllib.parse.urlencode(params)
+        resp = _get_within_limits(f"{self.base_url}/api/v3/{path}?{query}")
         resp.raise_for_status()
         return resp.json()
 
