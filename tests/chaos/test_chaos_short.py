@@ -1,8 +1,7 @@
 """The chaos run in short (about a minute, a few kills) as part of the default suite.
 
-Violations that match a bug the first runs found (fixed since; docs/operating.md) make the test
-xfail with the bug named, so a recurrence is visible in every run's summary; any other
-violation fails it.
+Violations that match a bug the chaos runs found (docs/operating.md; one still open) make the
+test xfail with the bug named, visible in every run's summary; any other violation fails it.
 """
 
 from __future__ import annotations
@@ -15,9 +14,9 @@ from tests.chaos.driver import ChaosConfig, ChaosRun
 
 pytestmark = pytest.mark.system
 
-# Bugs the first chaos runs found, all fixed since (docs/operating.md). Their patterns stay so
-# that a rare recurrence in this short run is reported as an xfail naming the bug instead of
-# failing the whole suite; `make chaos` (the long run) still exits non-zero on any of them.
+# Bugs the chaos runs found (docs/operating.md): four are fixed; the oversell when protection
+# is restored under faults is still open. Their patterns make this short run xfail naming the
+# bug instead of failing the whole suite; `make chaos` still exits non-zero on any of them.
 KNOWN_BUGS = {
     # execution/reconcile.py _trades resumes myTrades from MAX(trade_id)+1: a fill whose
     # stream event was missed while a later trade was seen is never recovered
