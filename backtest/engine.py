@@ -452,10 +452,17 @@ class Broker:
         self.oco_levels = self.oco_raw = None
 
     def _entry_net_qty(self, client_order_id: str) -> Decimal:
-        """Base the entry order brought in, net of base fees (execution's ``_net_qty``)."""
-        fills = [f for f in self.fills if f.client_order_id == client_order_id]
-        return sum((f.qty - (f.commission if f.commission_asset == self.filters.base_asset
-                             else ZERO) for f in fills), ZERO)
+        """Base the entry order brought in, net of base fees (execution's ``_net_qty``).
+
+        Called right after the entry is placed, so its fills are the newest: scan back from the
+        end and stop at the first fill of another order (a full scan made runs quadratic)."""
+        net = ZERO
+        for f in reversed(self.fills):
+            if f.client_order_id != client_order_id:
+                break
+            net += f.qty - (f.commission if f.commission_asset == self.filters.base_asset
+                            else ZERO)
+        return net
 
     def _replace_protection(self, now: int) -> None:
         """(Re)place the SELL OCO at ``wanted_levels`` for what the entry brought in, net of
