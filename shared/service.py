@@ -150,6 +150,25 @@ class Service:
             self.ctx.destroy(linger=0)
 
 
+class ServiceThread:
+    """A service started and run on a thread of this process (benchmarks, tests);
+    ``close`` stops it and says whether its loop ended within ``join_s``."""
+
+    def __init__(self, service: Service, join_s: float = 2.0) -> None:
+        self.service = service
+        self.join_s = join_s
+        service.start()
+        self.thread = threading.Thread(target=service.run, name=f"{service.name}-loop",
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self) -> bool:
+        self.service.request_stop()
+        self.thread.join(timeout=self.join_s)
+        self.service.stop()
+        return not self.thread.is_alive()
+
+
 def _pidfile(config: Config, service: Service) -> Path:
     return config.data_dir / "run" / f"{service.name}.{os.getpid()}.pid"
 

@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import zmq
 
 from shared.config import Config, Endpoints, load_config
+from shared.service import ServiceThread
 
 
 @pytest.fixture
@@ -48,20 +48,11 @@ def ctx() -> Iterator[zmq.Context]:
     context.destroy(linger=0)
 
 
-class RunningService:
-    """Runs a Service's loop on a thread for a test; ``close`` stops it and joins."""
-
-    def __init__(self, service) -> None:
-        self.service = service
-        service.start()
-        self.thread = threading.Thread(target=service.run, daemon=True)
-        self.thread.start()
+class RunningService(ServiceThread):
+    """A service's loop on a thread for a test; ``close`` fails the test if it hangs."""
 
     def close(self) -> None:
-        self.service.request_stop()
-        self.thread.join(timeout=2.0)
-        self.service.stop()
-        assert not self.thread.is_alive(), "service loop did not stop within 2 s"
+        assert super().close(), "service loop did not stop within 2 s"
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import argparse
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -32,25 +31,13 @@ from shared.bus import RequestClient
 from shared.clock import SYSTEM_CLOCK
 from shared.config import Config, Endpoints, load_config
 from shared.filters import default_symbols
+from shared.service import ServiceThread
 
 
 def _config(service: str, endpoints: Endpoints, data_dir: Path, sim_port: int) -> Config:
     base = load_config(service, env={})
     return Config(**{**base.__dict__, "endpoints": endpoints,
                      "data_dir": data_dir / "data" / service, "sim_port": sim_port})
-
-
-class _Running:
-    def __init__(self, service) -> None:
-        self.service = service
-        service.start()
-        self.thread = threading.Thread(target=service.run, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.service.request_stop()
-        self.thread.join(5)
-        self.service.stop()
 
 
 def bench_intents(count: int) -> dict[str, float]:
@@ -64,8 +51,9 @@ def bench_intents(count: int) -> dict[str, float]:
     sim = SimServer(Venue(market=build_market(SYSTEM_CLOCK, {}, history_s=900, specs=specs),
                           limits=limits), port=0)
     sim.start()
-    state = _Running(StateService(_config("state", endpoints, tmp, sim.port)))
-    execution = _Running(ExecutionService(_config("execution", endpoints, tmp, sim.port)))
+    state = ServiceThread(StateService(_config("state", endpoints, tmp, sim.port)), join_s=5.0)
+    execution = ServiceThread(ExecutionService(_config("execution", endpoints, tmp, sim.port)),
+                              join_s=5.0)
     ctx = zmq.Context()
     try:
         deadline = time.monotonic() + 20

@@ -31,23 +31,9 @@ from services.state.service import StateService
 from shared.bus import Publisher
 from shared.config import Config, Endpoints, load_config
 from shared.messages import BookTicker
+from shared.service import ServiceThread
 
 REST_THREADS = 8
-
-
-class Running:
-    """A service's loop on a thread, stopped by ``close``."""
-
-    def __init__(self, service) -> None:
-        self.service = service
-        service.start()
-        self.thread = threading.Thread(target=service.run, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.service.request_stop()
-        self.thread.join(timeout=2)
-        self.service.stop()
 
 
 def config(name: str, endpoints: Endpoints, data_dir: Path) -> Config:
@@ -180,7 +166,7 @@ def run(clients: int = 50, rate: float = 100.0, seconds: float = 3.0) -> list[tu
             for svc in (BusService(config("bus", endpoints, tmp)),
                         StateService(config("state", endpoints, tmp / "state-data")),
                         GatewayService(config("gateway", endpoints, tmp / "gw-data"), env={})):
-                stack.callback(Running(svc).close)
+                stack.callback(ServiceThread(svc).close)
                 gateway = svc
             pub = Publisher(gateway.ctx, endpoints.bus_xsub)
             stack.callback(pub.close)
