@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-STOP_GRACE_S = 5.0
+STOP_GRACE_S = 3.0  # services must stop within 2 s; past 3 s the child is killed
 BACKOFF_S = (0.5, 8.0)
 HEALTHY_AFTER_S = 30.0
 CONFIG_ERROR = 2
