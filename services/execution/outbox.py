@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS orders (
     client_order_id TEXT PRIMARY KEY, bot_id TEXT NOT NULL, symbol TEXT NOT NULL,
     side TEXT NOT NULL, type TEXT NOT NULL, role TEXT NOT NULL, intent_id TEXT,
     status TEXT NOT NULL, executed_qty TEXT NOT NULL DEFAULT '0',
-    exchange_order_id INTEGER, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+    exchange_order_id INTEGER, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+    orig_qty TEXT);
 CREATE TABLE IF NOT EXISTS protections (
     entry_client_order_id TEXT PRIMARY KEY, bot_id TEXT NOT NULL, symbol TEXT NOT NULL,
     qty TEXT NOT NULL, stop_loss TEXT NOT NULL, take_profit TEXT NOT NULL,
@@ -78,6 +79,9 @@ class ExecutionDb:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)
+        columns = {row["name"] for row in self._conn.execute("PRAGMA table_info(orders)")}
+        if "orig_qty" not in columns:  # a file from before the column
+            self._conn.execute("ALTER TABLE orders ADD COLUMN orig_qty TEXT")
         self._lock = threading.RLock()
         self.closed = False
 
@@ -186,6 +190,10 @@ class ExecutionDb:
             sql += " AND bot_id = ?"
             args = (*args, bot_id)
         return self.query(sql, args)
+
+    def sell_orders(self, bot_id: str, symbol: str) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM orders WHERE bot_id = ? AND symbol = ? AND side = "
+                          "'SELL'", (bot_id, symbol))
 
     def symbols(self) -> list[str]:
         rows = self.query("SELECT DISTINCT symbol FROM orders UNION SELECT DISTINCT symbol "

@@ -64,6 +64,8 @@ class Protector:
         self.price_of: Callable[[str], Decimal] | None = None
         # sell the position of a protection that cannot be placed because a leg is crossed
         self.on_stopped_out: Callable[[Any, str], None] = lambda row, reason: None
+        # what a bot holds on a symbol and has not already sold or put up for sale
+        self.position_of: Callable[[str, str], Decimal] = lambda bot_id, symbol: ZERO
         self.wait: Callable[[float], Any] = threading.Event().wait
 
     # --- hooks from the order tracker ------------------------------------------------------
@@ -107,6 +109,33 @@ class Protector:
                                 intent_id=order["intent_id"], status=PENDING)
         self._place(self._row(entry_cid))
 
+    def unguarded_qty(self, bot_id: str, symbol: str, besides: str | None = None) -> Decimal:
+        """What the bot holds on ``symbol`` that none of its live protections (other than
+        the one of entry ``besides``) will sell: what an exit or a new protection may take."""
+        guarded = sum((Decimal(r["qty"]) for r in self.open_rows(bot_id, symbol)
+                       if r["entry_client_order_id"] != besides), ZERO)
+        return max(self.position_of(bot_id, symbol) - guarded, ZERO)
+
+    def _fit(self, row: Any, filters: SymbolFilters) -> Any | None:
+        """``row`` with its quantity cut to what its bot still holds unguarded; None (and
+        the protection closed) when that is too little to protect. An entry is often learnt
+        late (a lost answer, a restart): by then its bot may have sold it, and a stop for
+        coins it no longer holds would sell another bot's."""
+        entry = row["entry_client_order_id"]
+        free = round_qty(self.unguarded_qty(row["bot_id"], row["symbol"], besides=entry),
+                         filters)
+        if free >= Decimal(row["qty"]):
+            return row
+        if free < filters.min_qty or free * Decimal(row["stop_loss"]) < filters.min_notional:
+            log.info("protection of %s not placed: bot %s holds only %s %s unguarded",
+                     entry, row["bot_id"], free, row["symbol"])
+            self._set_status(row, CLOSED)
+            return None
+        log.info("protection of %s cut to the %s bot %s still holds", entry, free,
+                 row["bot_id"])
+        self.db.save_protection(entry, qty=free)
+        return self._row(entry)
+
     def _net_qty(self, entry_cid: str, executed: Decimal, symbol: str) -> Decimal:
         filters = self.filters_of(symbol)
         fills = [f for f in self.db.query("SELECT * FROM fills WHERE client_order_id = ?",
@@ -129,6 +158,9 @@ class Protector:
         if filters is None:
             raise TemporaryError(f"no filters for {row['symbol']} yet")
         entry = row["entry_client_order_id"]
+        row = self._fit(row, filters)
+        if row is None:
+            return
         refusal: ExchangeError | None = None
         for attempt in range(len(OCO_RETRY_BACKOFF_S) + 1):
             if refusal is not None:
@@ -241,7 +273,7 @@ class Protector:
 
     # --- restart, close --------------------------------------------------------------------
 
-    def restore(self, position_qty: Callable[[str, str], Decimal]) -> int:
+    def restore(self) -> int:
         """Make sure each open protection exists on the exchange; re-place what is missing."""
         replaced = 0
         for row in self.db.protections():
@@ -256,7 +288,7 @@ class Protector:
             elif statuses & {"NEW", "PARTIALLY_FILLED"}:
                 if row["status"] != ACTIVE:
                     self._set_status(row, ACTIVE)
-            elif position_qty(row["bot_id"], row["symbol"]) <= 0:
+            elif self.position_of(row["bot_id"], row["symbol"]) <= 0:
                 self._set_status(row, CLOSED)
             else:
                 if statuses:  # the old generation was cancelled: use a fresh client id

@@ -240,12 +240,14 @@ class RiskEngine:
         else:
             raw = size_quantity(self.config, price, exposure.equity_quote, intent.stop_loss)
         if side == "SELL":
-            # a long-only bot's SELL is an exit: never more than it holds (its BUY fees were
-            # taken in base, so a strategy's gross count is a little above what is there)
-            cap = exposure.base_free
-            if exposure.position_qty > 0:
-                cap = min(cap, exposure.position_qty)
-            raw = min(raw, cap)
+            # a long-only bot's SELL is an exit: never more than it holds and has not already
+            # sold or put up for sale (its BUY fees were taken in base, so a strategy's gross
+            # count is a little above what is there); the account is shared, so what is free
+            # beyond that belongs to other bots
+            if exposure.position_qty <= 0:
+                raise BalanceRejected(f"bot {intent.bot_id} holds no {filters.base_asset} that"
+                                      " is not already sold or on sale")
+            raw = min(raw, exposure.base_free, exposure.position_qty)
         qty = round_qty(raw, filters, is_market=intent.order_type == "MARKET")
         if qty <= 0:
             error = BalanceRejected if side == "SELL" else RiskRejected

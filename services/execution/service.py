@@ -25,12 +25,14 @@ from services.execution.client import ExchangeClient, WeightBudget
 from services.execution.orders import (
     ROLE_CLOSE,
     ROLE_ENTRY,
+    ROLE_PROFIT,
+    ROLE_STOP,
     OrderPlacer,
     OrderSpec,
     client_order_id,
     parse_client_order_id,
 )
-from services.execution.outbox import ExecutionDb, OutboxSender
+from services.execution.outbox import OPEN_STATUSES, ExecutionDb, OutboxSender
 from services.execution.protect import Protector, leg_ids
 from services.execution.reconcile import Reconciler
 from services.execution.risk import BalanceRejected, Exposure, RiskConfig, RiskEngine
@@ -65,6 +67,7 @@ TRAIL_EVERY_S = 2.0
 LIMIT_CHECK_EVERY_S = 1.0
 MAX_EVENTS_PER_STEP = 500
 MAX_REPRICES = 3
+PROTECTIVE_ROLES = (ROLE_STOP, ROLE_PROFIT)
 
 
 class Rejected(TradingBotError):
@@ -111,6 +114,7 @@ class ExecutionService(ReplyService):
         self.protector.price_of = lambda symbol: Decimal(
             self.exchange.book_ticker(symbol)["bidPrice"])
         self.protector.on_stopped_out = self._stop_out
+        self.protector.position_of = self.position_qty
         self.protector.wait = self._stop_event.wait
         self.reconciler = Reconciler(self.exchange, self.db, self.tracker)
         self.state_client = RequestClient(self.ctx, cfg.endpoints.state, timeout_ms=500,
@@ -253,7 +257,7 @@ class ExecutionService(ReplyService):
                 locked={a: lk for a, (_, lk) in result.balances.items()},
                 ts_ms=self.clock.time_ms()))
             self.outbox.wake()
-            self.protector.restore(self.position_qty)
+            self.protector.restore()
         except (ExchangeError, TemporaryError, OSError) as exc:
             delay = RECONCILE_BACKOFF_S[min(self._sync_failures, len(RECONCILE_BACKOFF_S) - 1)]
             self._sync_failures += 1
@@ -353,13 +357,15 @@ class ExecutionService(ReplyService):
         try:
             try:
                 prepared = self.risk.prepare(
-                    intent, filters, ref_price, self._exposure(intent.bot_id, filters, ref_price))
+                    intent, filters, ref_price, self._exposure(intent.bot_id, filters, ref_price,
+                                                           intent.side))
             except BalanceRejected:
                 # the balances seen may lag the last fills (the stream's account update is
                 # still on its way): read them once by REST before refusing
                 self.balances = {}
                 prepared = self.risk.prepare(
-                    intent, filters, ref_price, self._exposure(intent.bot_id, filters, ref_price))
+                    intent, filters, ref_price, self._exposure(intent.bot_id, filters, ref_price,
+                                                           intent.side))
         except RiskRejected as exc:
             raise Rejected("risk_rejected", str(exc)) from None
         except InvalidOrderError as exc:
@@ -371,7 +377,7 @@ class ExecutionService(ReplyService):
                          quantity=prepared.quantity, price=prepared.price,
                          stop_price=prepared.stop_price, time_in_force=prepared.time_in_force)
         self.db.begin_intent(intent.intent_id, intent.bot_id, intent.symbol, cid,
-                             intent.to_dict())
+                             {**intent.to_dict(), "sent_quantity": str(spec.quantity)})
         return self._send(intent.intent_id, spec, ROLE_ENTRY)
 
     def _release_protection(self, bot_id: str, symbol: str | None = None) -> list[Any]:
@@ -502,7 +508,8 @@ class ExecutionService(ReplyService):
             raise Rejected("exchange_unavailable", f"no price for {symbol}: {exc}") from None
         return Decimal(ticker["askPrice"] if side == "BUY" else ticker["bidPrice"])
 
-    def _exposure(self, bot_id: str, filters: SymbolFilters, price: Decimal) -> Exposure:
+    def _exposure(self, bot_id: str, filters: SymbolFilters, price: Decimal,
+                  side: str = "BUY") -> Exposure:
         if not self.balances:
             try:
                 self.balances = self.reconciler.balances()
@@ -512,24 +519,55 @@ class ExecutionService(ReplyService):
         base_free, base_locked = self.balances.get(filters.base_asset, (ZERO, ZERO))
         equity = quote_free + quote_locked + (base_free + base_locked) * price
         return Exposure(quote_free=quote_free, base_free=base_free,
-                        position_qty=self.position_qty(bot_id, filters.symbol),
+                        position_qty=(self.protector.unguarded_qty(bot_id, filters.symbol)
+                                      if side == "SELL"
+                                      else self.position_qty(bot_id, filters.symbol)),
                         open_orders=sum(1 for o in self.db.open_orders()
                                         if o["role"] in (ROLE_ENTRY, ROLE_CLOSE)),
                         daily_realized_pnl=self._daily_realized_pnl(), equity_quote=equity)
 
     def position_qty(self, bot_id: str, symbol: str) -> Decimal:
-        """The bot's base quantity from the fills execution saw (fees in base deducted)."""
+        """What the bot holds and has not already sold or put up for sale.
+
+        Its fills (fees in base deducted), less every SELL of its own that is still open, was
+        sent without a confirmed answer, or executed beyond the fills recorded so far: after a
+        lost answer or a late stream the fills alone still count sold coins as held, and an
+        exit sized from them sold them twice (the long chaos run's oversells). Its protective
+        legs are not counted here: :meth:`Protector.unguarded_qty` subtracts protections.
+        """
         filters = self.filters.get(symbol)
         base = filters.base_asset if filters else ""
-        qty = ZERO
+        held = ZERO
+        sold: dict[str, Decimal] = {}
         for fill in self.db.bot_fills(bot_id, symbol):
             amount = Decimal(fill["qty"])
             if fill["side"] == "BUY":
                 fee = Decimal(fill["commission"]) if fill["commission_asset"] == base else ZERO
-                qty += amount - fee
+                held += amount - fee
             else:
-                qty -= amount
-        return max(qty, ZERO)
+                held -= amount
+                cid = fill["client_order_id"] or ""
+                sold[cid] = sold.get(cid, ZERO) + amount
+        known = set()
+        for order in self.db.sell_orders(bot_id, symbol):
+            cid = order["client_order_id"]
+            known.add(cid)
+            done = sold.get(cid, ZERO)
+            if order["status"] in OPEN_STATUSES and order["role"] not in PROTECTIVE_ROLES:
+                held -= max(Decimal(order["orig_qty"] or order["executed_qty"]) - done, ZERO)
+            else:
+                held -= max(Decimal(order["executed_qty"]) - done, ZERO)
+        for row in self.db.pending_intents():
+            if row["bot_id"] != bot_id or row["symbol"] != symbol \
+                    or row["client_order_id"] in known:
+                continue
+            request = json.loads(row["request"])
+            if request.get("side", "SELL") == "SELL":
+                sent = request.get("sent_quantity")
+                if sent is None:
+                    return ZERO  # a sell of unknown size is in flight: nothing is sure
+                held -= Decimal(sent)
+        return max(held, ZERO)
 
     def _daily_realized_pnl(self) -> Decimal:
         cached_at, value = self._daily_pnl
@@ -604,21 +642,26 @@ class ExecutionService(ReplyService):
                 cancelled.append(row["client_order_id"])
         return cancelled
 
-    def _sell_position(self, bot: str, symbol: str, reason: str) -> dict[str, Any]:
+    def _sell_position(self, bot: str, symbol: str, reason: str,
+                       at_most: Decimal | None = None) -> dict[str, Any]:
+        """Sell what the bot holds outside its live protections (``at_most`` of it)."""
         filters = self._ready(symbol)
         try:
             self.balances = self.reconciler.balances()
         except (ExchangeError, TemporaryError) as exc:
             raise Rejected("exchange_unavailable", f"no balances: {exc}") from None
         free_base = self.balances.get(filters.base_asset, (ZERO, ZERO))[0]
-        qty = round_qty(min(self.position_qty(bot, symbol), free_base), filters, True)
+        qty = min(self.protector.unguarded_qty(bot, symbol), free_base)
+        qty = round_qty(qty if at_most is None else min(qty, at_most), filters, True)
         if qty <= 0 or qty < filters.min_qty:
             return {"symbol": symbol, "status": "flat", "quantity": str(qty)}
         seq = int(self.db.get(f"close_seq:{bot}", 0)) + 1
         self.db.put(f"close_seq:{bot}", seq)
         intent_id = f"close:{bot}:{symbol}:{seq}"
         cid = client_order_id(intent_id, bot, ROLE_CLOSE)
-        self.db.begin_intent(intent_id, bot, symbol, cid, {"reason": reason or "close"})
+        self.db.begin_intent(intent_id, bot, symbol, cid, {"reason": reason or "close",
+                                                           "side": "SELL",
+                                                           "sent_quantity": str(qty)})
         reply = self._send(intent_id, OrderSpec(symbol, "SELL", "MARKET", cid, quantity=qty),
                            ROLE_CLOSE)
         if not reply.ok:
@@ -628,7 +671,8 @@ class ExecutionService(ReplyService):
     def _stop_out(self, row: Any, reason: str) -> None:
         """A protection could not be placed because the price already crossed a leg: exit."""
         try:
-            result = self._sell_position(row["bot_id"], row["symbol"], f"stop-out: {reason}")
+            result = self._sell_position(row["bot_id"], row["symbol"], f"stop-out: {reason}",
+                                         at_most=Decimal(row["qty"]))
         except (Rejected, ExchangeError, TemporaryError) as exc:
             if getattr(exc, "code", None) == "unconfirmed":  # it may have been placed
                 log.warning("market exit of bot %s %s not confirmed yet: %s",

@@ -160,6 +160,7 @@ class OrderTracker:
                              side=report.side, type=report.order_type, role=role,
                              intent_id=intent_id, status=report.status,
                              executed_qty=str(report.executed_qty),
+                             orig_qty=str(report.quantity) if report.quantity else None,
                              exchange_order_id=report.exchange_order_id)
         self.db.enqueue(RecordOrderEvent(
             client_order_id=report.client_order_id, status=report.status,

@@ -122,16 +122,7 @@ class ChaosRun:
     def start(self) -> None:
         self.stack.start_all()
         wait_until(self.all_healthy, self.cfg.start_timeout_s, "every service healthy")
-        for n in range(self.cfg.bots):
-            symbol = SYMBOLS[n % len(SYMBOLS)]
-            strategy, params = (("SWING", SWING_FAST) if n % 2 == 0
-                                else ("SCALPING", SCALPING_FAST))
-            bot = self.stack.api("POST", "/api/bots", {
-                "strategy": strategy, "symbol": symbol, "timeframe": "1m", "params": params,
-                "name": f"chaos {n} {strategy} {symbol}"})
-            self.bot_ids.append(bot["id"])
-        for bot_id in self.bot_ids:
-            self.stack.api("POST", f"/api/bots/{bot_id}/start", {})
+        self.bot_ids = start_bots(self.stack, self.cfg.bots)
         if not self.cfg.soak:
             self.stack.sim_faults(**FAULT_RATES)
 
@@ -322,6 +313,23 @@ class ChaosRun:
             return check_ws_resync(self.stack.gateway_url)
         except Exception as exc:  # noqa: BLE001
             return [f"dashboard WebSocket: {type(exc).__name__}: {exc}"]
+
+
+def start_bots(stack: ChaosStack, count: int, prefix: str = "chaos") -> list[int]:
+    """Create and start ``count`` bots through the gateway's REST API: SWING and SCALPING in
+    turn over SYMBOLS, with periods and thresholds short enough to trade every few candles."""
+    bot_ids = []
+    for n in range(count):
+        symbol = SYMBOLS[n % len(SYMBOLS)]
+        strategy, params = (("SWING", SWING_FAST) if n % 2 == 0
+                            else ("SCALPING", SCALPING_FAST))
+        bot = stack.api("POST", "/api/bots", {
+            "strategy": strategy, "symbol": symbol, "timeframe": "1m", "params": params,
+            "name": f"{prefix} {n} {strategy} {symbol}"})
+        bot_ids.append(bot["id"])
+    for bot_id in bot_ids:
+        stack.api("POST", f"/api/bots/{bot_id}/start", {})
+    return bot_ids
 
 
 def resources(slots: list[Slot]) -> dict[str, tuple[int, int]]:
