@@ -52,7 +52,8 @@ def test_rounded_orders_never_break_price_or_lot_filters(symbol, side, ticks, fa
 
 def test_a_sell_never_takes_coins_the_bot_does_not_hold():
     # the account is shared: its free base belongs to other bots when this one holds none
-    others = Exposure(quote_free=Decimal("1e9"), base_free=Decimal("5"), equity_quote=Decimal("1e9"))
+    others = Exposure(quote_free=Decimal("1e9"), base_free=Decimal("5"),
+                      equity_quote=Decimal("1e9"))
     with pytest.raises(RiskRejected, match="holds no BTC"):
         RiskEngine(NO_LIMITS).prepare(intent(side="SELL", order_type="MARKET"),
                                       FILTERS["BTCUSDT"], Decimal("60000"), others)
@@ -81,7 +82,8 @@ def test_sizing_modes():
 def test_daily_loss_limit_stops_entries_but_not_exits():
     engine = RiskEngine(RiskConfig(daily_loss_limit_quote=Decimal("100")))
     losing = Exposure(quote_free=Decimal("1000"), base_free=Decimal("1"),
-                      position_qty=Decimal("0.5"), daily_realized_pnl=Decimal("-150"), equity_quote=Decimal("1000"))
+                      position_qty=Decimal("0.5"), daily_realized_pnl=Decimal("-150"),
+                      equity_quote=Decimal("1000"))
     price = Decimal("60000")
 
     with pytest.raises(RiskRejected, match="daily loss"):
