@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ log = logging.getLogger(__name__)
 
 MARKET_PARAMS = ("strategy", "symbol", "timeframe")
 """Kept in the bot's own columns, not in its params dict (the worker merges them back)."""
-REPLAY_CACHE_SIZE = 4096
 
 
 def schema_validator(strategy: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +110,6 @@ class StateService(ReplyService):
         self._seq = 0
         self._served = 0
         self._refused = 0
-        self._replayed: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._handlers: dict[type[m.Message], Callable[[Any], Any]] = self._dispatch_table()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -146,10 +143,17 @@ class StateService(ReplyService):
         if handler is None or self.store is None:
             return super().handle(request)
         key = self._replay_key(request)
-        if key is not None and key in self._replayed:
-            return self._replayed[key]
         try:
-            answer = handler(request)
+            if key is None:
+                answer = handler(request)
+            else:
+                saved = self.store.saved_reply(*key)
+                if saved is not None:
+                    return saved
+                with self.store.answer_once(*key) as keep:
+                    answer = handler(request)
+                    if isinstance(answer, Outcome):
+                        keep(_reply_to(answer))
         except UnknownBotError as exc:
             return self._refuse("unknown_bot", str(exc), exc.fields)
         except ValidationError as exc:
@@ -163,8 +167,6 @@ class StateService(ReplyService):
         if isinstance(answer, Outcome):
             self._publish(answer)
             answer = _reply_to(answer)
-            if key is not None:
-                self._remember(key, answer)
         return answer
 
     def _refuse(self, code: str, text: str, fields: dict[str, str] | None = None) -> m.Reply:
@@ -184,11 +186,6 @@ class StateService(ReplyService):
     def _replay_key(request: m.Message) -> tuple[str, str] | None:
         request_id = getattr(request, "request_id", "")
         return (request.type, request_id) if request_id else None
-
-    def _remember(self, key: tuple[str, str], answer: Any) -> None:
-        self._replayed[key] = answer
-        while len(self._replayed) > REPLAY_CACHE_SIZE:
-            self._replayed.popitem(last=False)
 
     def _dispatch_table(self) -> dict[type[m.Message], Callable[[Any], Any]]:
         return {

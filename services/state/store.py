@@ -53,6 +53,7 @@ OPEN_ORDER_STATUSES = ("PENDING_NEW", "NEW", "PARTIALLY_FILLED", "PENDING_CANCEL
 FINAL_ORDER_STATUSES = ("FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH")
 ALERT_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_PAGE = 1000
+REPLY_KEEP_MS = 7 * 86_400_000  # a retry comes within seconds; a week is plenty
 DEFAULT_BOT = {
     "name": "SWING BTCUSDT 1m",
     "strategy": "SWING",
@@ -160,9 +161,49 @@ class Store:
     # ----------------------------------------------------------------- transactions
 
     @contextmanager
-    def _write(self) -> Iterator[list[Change]]:
-        """One durable transaction; yields the list its changes are collected into."""
+    def answer_once(self, kind: str, request_id: str) -> Iterator[Callable[[Any], None]]:
+        """One transaction around a request that carries a ``request_id``: its changes and
+        the reply handed to the yielded function commit together (see :meth:`saved_reply`),
+        so a retry after a crash between the commit and the reply gets the first reply."""
         with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._pending = []
+            try:
+                yield lambda reply: self._keep_reply(kind, request_id, reply)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _keep_reply(self, kind: str, request_id: str, reply: Any) -> None:
+        now = self._now_ms()
+        self._conn.execute("DELETE FROM replies WHERE ts_ms < ?", (now - REPLY_KEEP_MS,))
+        self._conn.execute(
+            "INSERT OR REPLACE INTO replies (kind, request_id, reply, ts_ms) VALUES (?, ?, ?, ?)",
+            (kind, request_id, json.dumps(reply, default=str), now))
+
+    def saved_reply(self, kind: str, request_id: str) -> Any | None:
+        """The reply first given to request ``request_id`` of ``kind`` (kept a week)."""
+        with self._lock:
+            row = self._conn.execute("SELECT reply FROM replies WHERE kind = ? AND"
+                                     " request_id = ?", (kind, request_id)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    @contextmanager
+    def _write(self) -> Iterator[list[Change]]:
+        """One durable transaction (a savepoint inside :meth:`answer_once`'s); yields the
+        list its changes are collected into."""
+        with self._lock:
+            if self._conn.in_transaction:
+                self._conn.execute("SAVEPOINT write")
+                try:
+                    yield self._pending
+                except BaseException:
+                    self._conn.execute("ROLLBACK TO write")
+                    self._conn.execute("RELEASE write")
+                    raise
+                self._conn.execute("RELEASE write")
+                return
             self._conn.execute("BEGIN IMMEDIATE")
             self._pending = []
             try:
@@ -176,6 +217,9 @@ class Store:
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A consistent read: every query inside sees the same database state."""
         with self._lock:
+            if self._conn.in_transaction:  # inside answer_once(): already consistent
+                yield self._conn
+                return
             self._conn.execute("BEGIN")
             try:
                 yield self._conn

@@ -149,6 +149,33 @@ def test_a_create_retried_with_its_request_id_makes_one_bot(client):
     assert len(ok(client, m.ListBots())) == 2
 
 
+def test_a_create_retried_after_a_restart_of_state_makes_one_bot(ctx, bus, endpoints,
+                                                                   data_dir):
+    """The first reply may be lost with the process (killed after its commit): the retry
+    after the restart must get that reply, not a second bot."""
+    request = m.CreateBot(strategy="SWING", symbol="BTCUSDT", timeframe="5m",
+                          request_id="r-restart")
+    version = m.SetParams(bot_id=1, params={"ema_fast": 7}, request_id="p-restart")
+    running = start_state(endpoints, data_dir)
+    caller = RequestClient(ctx, endpoints.state, timeout_ms=TIMEOUT_MS, retries=1)
+    try:
+        first, first_version = ok(caller, request), ok(caller, version)
+    finally:
+        running.close()
+    running = start_state(endpoints, data_dir)
+    try:
+        again, again_version = ok(caller, request), ok(caller, version)
+        bots = ok(caller, m.ListBots())
+        versions = ok(caller, m.ListParamVersions(bot_id=1))
+    finally:
+        caller.close()
+        running.close()
+
+    assert again == first and again_version == first_version
+    assert len(bots) == 2
+    assert len(versions) == 2  # the default bot's version 1 and the one saved
+
+
 def test_start_and_stop_set_the_desired_status_once(client):
     started = ok(client, m.SetDesiredStatus(bot_id=1, desired_status="RUNNING"))
     again = ok(client, m.SetDesiredStatus(bot_id=1, desired_status="RUNNING"))
