@@ -21,6 +21,7 @@ SUITES = [
     "services.gateway.bench",
     "services.execution.bench",
     "backtest.bench",
+    "tests.bench.stack",
 ]
 
 
