@@ -186,7 +186,8 @@ class Auth:
         sent = request.headers.get(CSRF_HEADER, "")
         expected = session.get("csrf", "")
         if self.enabled or (sent and expected):
-            if not (sent and expected and hmac.compare_digest(sent, expected)):
+            # as bytes: compare_digest refuses str with non-ASCII (a header may carry latin-1)
+            if not (sent and expected and hmac.compare_digest(sent.encode(), expected.encode())):
                 raise ApiError(403, "csrf", f"missing or wrong {CSRF_HEADER} header; "
                                "get the token from GET /api/session")
         elif not sent and not request.is_json:
@@ -242,13 +243,17 @@ class Auth:
     def _password_ok(self, password: str) -> bool:
         if not isinstance(password, str) or not password:
             return False
+        try:
+            given = password.encode()
+        except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800") is no one's password
+            return False
         if self.settings.password_hash:
             try:
                 return check_password_hash(self.settings.password_hash, password)
             except (ValueError, TypeError):
                 log.error("DASHBOARD_PASSWORD_HASH is not a werkzeug password hash")
                 return False
-        return hmac.compare_digest(password.encode(), self.settings.password.encode())
+        return hmac.compare_digest(given, self.settings.password.encode())
 
 
 def _digest(token: str) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -132,22 +133,31 @@ def start_gateway(endpoints, tmp_path, port: int = 0, **app_env) -> RunningServi
     return RunningService(GatewayService(config, env=app_env))
 
 
-@pytest.fixture
-def stack(bus, ctx, endpoints, tmp_path) -> Iterator[Stack]:
+@contextmanager
+def running_stack(ctx, endpoints, tmp_path, **app_env) -> Iterator[Stack]:
+    """The whole stack around a gateway started with ``app_env`` (e.g. a password)."""
     state = RunningService(StateService(make_config(
         "state", endpoints, data_dir=tmp_path / "state", heartbeat_interval_s=0.2)))
     execution = fake_execution(ctx, endpoints.execution)
     marketdata = fake_marketdata(ctx, endpoints.marketdata)
-    gateway = start_gateway(endpoints, tmp_path)
+    gateway = start_gateway(endpoints, tmp_path, **app_env)
     gateway.service.backends.pools["state"].timeout_ms = 10_000  # a busy shared test machine
     client = RequestClient(ctx, endpoints.state, timeout_ms=3000, retries=1)
     publisher = Publisher(ctx, endpoints.bus_xsub)
     result = Stack(gateway, gateway.service, client, publisher, execution, marketdata, endpoints)
     wait_for(lambda: gateway.service.feeds.replica.synced, what="gateway replica in sync")
-    yield result
-    publisher.close()
-    client.close()
-    result.running.close()
-    marketdata.close()
-    execution.close()
-    state.close()
+    try:
+        yield result
+    finally:
+        publisher.close()
+        client.close()
+        result.running.close()
+        marketdata.close()
+        execution.close()
+        state.close()
+
+
+@pytest.fixture
+def stack(bus, ctx, endpoints, tmp_path) -> Iterator[Stack]:
+    with running_stack(ctx, endpoints, tmp_path) as result:
+        yield result

@@ -99,6 +99,23 @@ def test_state_changing_requests_need_the_csrf_token():
     assert right.status_code == 503  # past auth and CSRF; no execution in this test
 
 
+def test_a_non_ascii_csrf_token_is_refused_not_a_failure():
+    client = make().test_client()
+    login(client)
+    resp = client.post("/api/killswitch", json={"enabled": True},
+                       headers={"X-CSRF-Token": "caf\xe9"})
+    assert resp.status_code == 403 and resp.get_json()["error"]["code"] == "csrf"
+
+
+def test_a_password_with_a_lone_surrogate_is_wrong_not_a_failure(caplog):
+    caplog.set_level(logging.ERROR)
+    for config in ({"DASHBOARD_PASSWORD": PASSWORD}, {"DASHBOARD_PASSWORD_HASH": HASHED}):
+        client = create_app(HealthBook(), config).test_client()
+        resp = client.post("/api/login", data='{"password": "\\ud800"}', headers=JSON)
+        assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "bad_password"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def test_logout_ends_the_session():
     client = make().test_client()
     token = login(client).get_json()["csrf_token"]
