@@ -189,18 +189,22 @@ class ReplyServer:
         """The bound address, with the real port when bound to ``tcp://host:*``."""
         return self._sock.getsockopt(zmq.LAST_ENDPOINT).decode()
 
-    def serve(self, timeout_ms: int) -> int:
-        """Answer every request waiting now, or the first to arrive within the timeout."""
+    def serve(self, timeout_ms: int, limit: int = 0) -> int:
+        """Answer every request waiting now (at most ``limit`` when it is set), or the first
+        to arrive within the timeout. A service whose loop has other work (reconciliation,
+        stream events) sets a limit: under a steady flow of requests an unbounded drain
+        would never return to it."""
         served = 0
         if not self._sock.poll(timeout_ms, zmq.POLLIN):
             return 0
-        while True:
+        while not limit or served < limit:
             try:
                 frames = self._sock.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return served
             self._answer(frames)
             served += 1
+        return served
 
     def _answer(self, frames: list[bytes]) -> None:
         if len(frames) < 3:

@@ -42,6 +42,10 @@ MAX_RETRY_AFTER_WAIT_S = 3.0  # longer pauses are reported to the caller instead
 _INVALID_CODES = {-1013, -1100, -1101, -1102, -1104, -1105, -1106, -1111, -1115, -1116,
                   -1117, -1121, -1128, -1130, -2010}
 _UNKNOWN_ORDER_CODES = {-2011, -2013, -2026}
+READS = frozenset({"get_exchange_info", "get_orderbook_ticker", "get_account", "get_order",
+                   "get_open_orders", "get_open_oco_orders", "get_my_trades", "get_all_orders",
+                   "get_server_time"})
+READ_RETRY_WAITS_S = (0.2, 0.5)
 
 
 def translate(exc: BinanceAPIException) -> ExchangeError:
@@ -184,7 +188,19 @@ class ExchangeClient:
     # --- the one path every call takes ---------------------------------------------------
 
     def call(self, method: str, critical: bool = False, **params: Any) -> Any:
-        """Run ``Client.<method>(**params)`` with the budget, waits and error mapping."""
+        """Run ``Client.<method>(**params)`` with the budget, waits and error mapping. A read
+        that got no clear answer (5xx, -1000, -1007, no answer) is asked again twice: it has
+        no effect to double, and one lost read must not fail a whole reconciliation."""
+        waits = READ_RETRY_WAITS_S if method in READS else ()
+        for wait in waits:
+            try:
+                return self._call(method, critical, params)
+            except UnknownStatusError as exc:
+                log.info("%s: %s; asking again in %.1f s", method, exc, wait)
+                self._wait(wait)
+        return self._call(method, critical, params)
+
+    def _call(self, method: str, critical: bool, params: dict[str, Any]) -> Any:
         self._wait_for_pause(critical)
         try:
             return self._once(method, params)

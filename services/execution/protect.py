@@ -66,6 +66,8 @@ class Protector:
         self.on_stopped_out: Callable[[Any, str], None] = lambda row, reason: None
         # what a bot holds on a symbol and has not already sold or put up for sale
         self.position_of: Callable[[str, str], Decimal] = lambda bot_id, symbol: ZERO
+        # a protection waits for something (missing fills): ask for a reconciliation soon
+        self.on_postponed: Callable[[], None] = lambda: None
         self.wait: Callable[[float], Any] = threading.Event().wait
 
     # --- hooks from the order tracker ------------------------------------------------------
@@ -83,6 +85,9 @@ class Protector:
         for cid in sorted(due):
             try:
                 self.protect_entry(cid)
+            except TemporaryError as exc:
+                log.warning("protection of entry %s postponed: %s", cid, exc)
+                self.on_postponed()
             except Exception:
                 log.exception("could not protect entry %s; will retry on reconcile", cid)
 
@@ -122,6 +127,9 @@ class Protector:
         late (a lost answer, a restart): by then its bot may have sold it, and a stop for
         coins it no longer holds would sell another bot's."""
         entry = row["entry_client_order_id"]
+        if not self._fills_recorded(entry):
+            raise TemporaryError(f"the fills of entry {entry} are not all recorded yet: what "
+                                 "its bot holds is not known")
         free = round_qty(self.unguarded_qty(row["bot_id"], row["symbol"], besides=entry),
                          filters)
         if free >= Decimal(row["qty"]):
@@ -149,6 +157,13 @@ class Protector:
         else:
             net = executed - fee
         return round_qty(net, filters) if filters else net
+
+    def _fills_recorded(self, entry_cid: str) -> bool:
+        order = self.db.order(entry_cid)
+        if order is None:
+            return False
+        rows = self.db.query("SELECT qty FROM fills WHERE client_order_id = ?", (entry_cid,))
+        return sum((Decimal(r["qty"]) for r in rows), ZERO) >= Decimal(order["executed_qty"])
 
     def _place(self, row: Any) -> None:
         """Send the protection of ``row``; a refused OCO (-2010: the price moved past a leg)
@@ -279,23 +294,34 @@ class Protector:
         for row in self.db.protections():
             if row["status"] not in (ACTIVE, PENDING):
                 continue
-            _, stop_id, profit_id = leg_ids(row["intent_id"], row["bot_id"], row["gen"])
-            legs = [self.placer.client.get_order(row["symbol"], cid)
-                    for cid in (stop_id, profit_id)]
-            statuses = {leg.get("status") for leg in legs if leg is not None}
-            if "FILLED" in statuses:
-                self._set_status(row, CLOSED)
-            elif statuses & {"NEW", "PARTIALLY_FILLED"}:
-                if row["status"] != ACTIVE:
-                    self._set_status(row, ACTIVE)
-            elif self.position_of(row["bot_id"], row["symbol"]) <= 0:
-                self._set_status(row, CLOSED)
-            else:
-                if statuses:  # the old generation was cancelled: use a fresh client id
-                    self.db.save_protection(row["entry_client_order_id"], gen=row["gen"] + 1)
-                self._place(self._row(row["entry_client_order_id"]))
-                replaced += 1
+            try:
+                replaced += self._restore(row)
+            except TemporaryError as exc:  # the others are restored all the same
+                log.warning("protection of entry %s not restored yet: %s",
+                            row["entry_client_order_id"], exc)
+                self.on_postponed()
         return replaced
+
+    def _restore(self, row: Any) -> int:
+        """One protection: leave it, close it, or place it again (a fresh generation)."""
+        _, stop_id, profit_id = leg_ids(row["intent_id"], row["bot_id"], row["gen"])
+        legs = [self.placer.client.get_order(row["symbol"], cid)
+                for cid in (stop_id, profit_id)]
+        statuses = {leg.get("status") for leg in legs if leg is not None}
+        if "FILLED" in statuses:
+            self._set_status(row, CLOSED)
+        elif statuses & {"NEW", "PARTIALLY_FILLED"}:
+            if row["status"] != ACTIVE:
+                self._set_status(row, ACTIVE)
+        elif self.position_of(row["bot_id"], row["symbol"]) <= 0 \
+                and self._fills_recorded(row["entry_client_order_id"]):
+            self._set_status(row, CLOSED)
+        else:
+            if statuses:  # the old generation was cancelled: use a fresh client id
+                self.db.save_protection(row["entry_client_order_id"], gen=row["gen"] + 1)
+            self._place(self._row(row["entry_client_order_id"]))
+            return 1
+        return 0
 
     def open_rows(self, bot_id: str, symbol: str | None = None) -> list[Any]:
         """The bot's protections (on ``symbol``) that may still be live at the exchange."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -67,6 +68,10 @@ TRAIL_EVERY_S = 2.0
 LIMIT_CHECK_EVERY_S = 1.0
 MAX_EVENTS_PER_STEP = 500
 MAX_REPRICES = 3
+REQUESTS_PER_STEP = 8
+PROTECTION_RETRY_S = 3.0  # a protection waiting for its entry's fills: reconcile again
+# refusals a resend of the same intent would get again: kept, so a resend is answered at once
+FINAL_REJECTIONS = frozenset({"risk_rejected", "invalid", "invalid_order", "stale_lease"})
 PROTECTIVE_ROLES = (ROLE_STOP, ROLE_PROFIT)
 
 
@@ -115,6 +120,8 @@ class ExecutionService(ReplyService):
             self.exchange.book_ticker(symbol)["bidPrice"])
         self.protector.on_stopped_out = self._stop_out
         self.protector.position_of = self.position_qty
+        self.protector.on_postponed = lambda: setattr(self, "_protection_waits", True)
+        self._protection_waits = False
         self.protector.wait = self._stop_event.wait
         self.reconciler = Reconciler(self.exchange, self.db, self.tracker)
         self.state_client = RequestClient(self.ctx, cfg.endpoints.state, timeout_ms=500,
@@ -194,7 +201,9 @@ class ExecutionService(ReplyService):
     # --- loop ----------------------------------------------------------------------------
 
     def step(self, timeout_s: float) -> None:
-        self.server.serve(int(timeout_s * 1000))
+        # a few requests at a time: each may take several REST calls, and reconciliation,
+        # stream events and protections must not wait behind a steady flow of intents
+        self.server.serve(int(timeout_s * 1000), limit=REQUESTS_PER_STEP)
         self._drain_events()
         now = self.clock.monotonic()
         if not self._sync_needed and now - self._last_sync_mono >= PERIODIC_SYNC_S:
@@ -208,6 +217,9 @@ class ExecutionService(ReplyService):
         if now >= self._next_limit_check and self.risk.config.limit_timeout_s > 0:
             self._next_limit_check = now + LIMIT_CHECK_EVERY_S
             self._guard(self._expire_limits)
+        if self._protection_waits:
+            self._protection_waits = False
+            self.request_sync("protection waiting for fills", delay_s=PROTECTION_RETRY_S)
 
     def _guard(self, fn: Any) -> None:
         try:
@@ -293,9 +305,12 @@ class ExecutionService(ReplyService):
     def _symbols(self) -> list[str]:
         return sorted(set(self.db.symbols()) | ({"BTCUSDT"} & set(self.filters)))
 
-    def request_sync(self, trigger: str) -> None:
+    def request_sync(self, trigger: str, delay_s: float = 0.0) -> None:
+        due = self.clock.monotonic() + delay_s
+        if self._sync_needed and self._next_sync <= due:
+            return  # one is due sooner already
         self._sync_needed = trigger
-        self._next_sync = 0.0
+        self._next_sync = due
 
     # --- requests ------------------------------------------------------------------------
 
@@ -339,39 +354,68 @@ class ExecutionService(ReplyService):
         known = self.db.intent(intent.intent_id)
         if known is not None:
             return self._known_intent(known)
+        try:
+            return self._submit_new(intent)
+        except Rejected as exc:
+            if exc.code in FINAL_REJECTIONS:  # a resend gets this answer, not a second try
+                self.db.begin_intent(intent.intent_id, intent.bot_id, intent.symbol,
+                                     client_order_id(intent.intent_id, intent.bot_id),
+                                     intent.to_dict())
+                self.db.finish_intent(intent.intent_id, "rejected", {
+                    "status": "rejected", "intent_id": intent.intent_id, "reason": str(exc),
+                    "code": exc.code})
+            raise
+
+    def _submit_new(self, intent: m.SubmitIntent) -> m.Reply:
         filters = self._ready(intent.symbol)
         self._check_lease(intent)
-        released = self._release_protection(intent.bot_id, intent.symbol) \
-            if intent.side == "SELL" else []
+        ref_price = self._ref_price(intent.symbol, intent.side)
+        released: list[Any] = []
+        if intent.side == "SELL" and self.protector.open_rows(intent.bot_id, intent.symbol):
+            # an exit that would be refused anyway must not cancel and re-place the bot's
+            # protections (each resend of it did, by the hundred, in the long chaos run)
+            guarded = sum((Decimal(r["qty"]) for r in
+                           self.protector.open_rows(intent.bot_id, intent.symbol)), ZERO)
+            self._prepare(intent, filters, ref_price, unlocked=guarded)
+            released = self._release_protection(intent.bot_id, intent.symbol)
         reply: m.Reply | None = None
         try:
-            reply = self._place_intent(intent, filters)
+            reply = self._place_intent(intent, filters, ref_price)
         finally:
             if released and (reply is None or not reply.ok):
                 self.protector.reopen(released)  # the exit did not happen: protect again
                 self.request_sync("protection restore")
         return reply
 
-    def _place_intent(self, intent: m.SubmitIntent, filters: SymbolFilters) -> m.Reply:
-        ref_price = self._ref_price(intent.symbol, intent.side)
+    def _prepare(self, intent: m.SubmitIntent, filters: SymbolFilters, ref_price: Decimal,
+                 unlocked: Decimal = ZERO) -> Any:
+        """The risk module's sized and rounded order, or :class:`Rejected`. ``unlocked``:
+        base that the bot's protections lock and its exit would free (for a check made
+        before they are cancelled)."""
+        def exposure() -> Exposure:
+            seen = self._exposure(intent.bot_id, filters, ref_price, intent.side)
+            if not unlocked:
+                return seen
+            return replace(seen, base_free=seen.base_free + unlocked,
+                           position_qty=seen.position_qty + unlocked)
         try:
             try:
-                prepared = self.risk.prepare(
-                    intent, filters, ref_price, self._exposure(intent.bot_id, filters, ref_price,
-                                                           intent.side))
+                return self.risk.prepare(intent, filters, ref_price, exposure())
             except BalanceRejected:
                 # the balances seen may lag the last fills (the stream's account update is
                 # still on its way): read them once by REST before refusing
                 self.balances = {}
-                prepared = self.risk.prepare(
-                    intent, filters, ref_price, self._exposure(intent.bot_id, filters, ref_price,
-                                                           intent.side))
+                return self.risk.prepare(intent, filters, ref_price, exposure())
         except RiskRejected as exc:
             raise Rejected("risk_rejected", str(exc)) from None
         except InvalidOrderError as exc:
             raise Rejected("invalid_order", str(exc)) from None
         except ValidationError as exc:
             raise Rejected("invalid", str(exc)) from None
+
+    def _place_intent(self, intent: m.SubmitIntent, filters: SymbolFilters,
+                      ref_price: Decimal) -> m.Reply:
+        prepared = self._prepare(intent, filters, ref_price)
         cid = client_order_id(intent.intent_id, intent.bot_id)
         spec = OrderSpec(intent.symbol, prepared.side, prepared.order_type, cid,
                          quantity=prepared.quantity, price=prepared.price,

@@ -89,6 +89,29 @@ class ThreadedServer:
         self.thread.join(2)
 
 
+def test_serve_with_a_limit_returns_to_its_loop_under_a_steady_flow(ctx, ipc_dir):
+    server = ReplyServer(ctx, f"ipc://{ipc_dir}/limit", echo)
+    clients = [RequestClient(ctx, server.endpoint, timeout_ms=2000, retries=1)
+               for _ in range(6)]
+    replies = []
+    threads = [threading.Thread(target=lambda c=c, i=i: replies.append(
+        c.call(Ping(nonce=str(i))))) for i, c in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)  # all six requests are waiting
+
+    first = server.serve(1000, limit=4)
+    rest = server.serve(1000, limit=4)
+
+    for thread in threads:
+        thread.join(2)
+    assert (first, rest) == (4, 2)
+    assert sorted(r["nonce"] for r in replies) == [str(i) for i in range(6)]
+    for client in clients:
+        client.close()
+    server.close()
+
+
 @pytest.mark.parametrize("transport", ["ipc", "tcp"])
 def test_request_reply_round_trip(ctx, ipc_dir, transport):
     bind = f"ipc://{ipc_dir}/rr" if transport == "ipc" else "tcp://127.0.0.1:*"

@@ -67,6 +67,17 @@ def test_5xx_on_placement_is_checked_then_sent_once(sim, exchange):
     assert orders_with(sim, "e-5xx") == 1
 
 
+def test_a_read_without_a_clear_answer_is_asked_again(sim, exchange):
+    set_faults(sim, http_5xx=2)  # two 502s in a row: a read has nothing to double
+
+    account = exchange.account()
+
+    assert any(b["asset"] == "USDT" for b in account["balances"])
+    set_faults(sim, http_5xx=3)
+    with pytest.raises(UnknownStatusError):  # three: the caller is told
+        exchange.account()
+
+
 def test_unknown_status_1007_finds_the_order_instead_of_sending_again(sim, exchange):
     unknown_status_once(sim)  # placed, then answered -1007
 

@@ -147,12 +147,38 @@ def test_stop_loss_alone_is_one_stop_limit_order(execution, ask, lease, sim):
     assert execution.service.db.protections("active")
 
 
-def test_refused_exit_puts_the_protection_back(execution, ask, lease, sim):
-    protected_entry(ask, lease, sim, "p-9")
+def test_exit_refused_by_risk_leaves_the_protection_untouched(execution, ask, lease, sim):
+    list_id, stop_id, _ = protected_entry(ask, lease, sim, "p-9")
     ask(m.SetKillSwitch(enabled=True, reason="test"))
 
     reply = ask(intent("p-9-exit", lease, side="SELL"))
+    again = ask(intent("p-9-exit", lease, side="SELL"))  # a resend of the same intent
 
     assert not reply.ok and "kill switch" in reply.error_message
+    # answered from the first refusal, not tried again
+    assert (again.error_code, again.error_message) == (reply.error_code, reply.error_message)
+    # checked before anything is cancelled: the same OCO stays, never cancelled and re-placed
+    assert [ol.list_client_order_id for ol in open_lists(sim)] == [list_id]
+    assert not any(o.client_order_id == stop_id and o.status == "CANCELED" for o in
+                   sim.venue.engine.all_orders("sim", "BTCUSDT"))
+
+
+def test_exit_refused_by_the_exchange_puts_the_protection_back(execution, ask, lease, sim,
+                                                              monkeypatch):
+    protected_entry(ask, lease, sim, "p-10")
+    from shared.errors import InvalidOrderError
+    placer = execution.service.placer
+    real = placer.place
+
+    def refuse_the_exit(spec):
+        if spec.side == "SELL" and spec.order_type == "MARKET":
+            raise InvalidOrderError("the exchange refused it", -1013)
+        return real(spec)
+
+    monkeypatch.setattr(placer, "place", refuse_the_exit)
+
+    reply = ask(intent("p-10-exit", lease, side="SELL"))
+
+    assert not reply.ok and reply.error_code == "invalid_order", reply
     wait_for(lambda: open_lists(sim) and open_lists(sim)[0].list_client_order_id
-             == leg_ids("p-9", "1", 1)[0], what="the protection placed again")
+             == leg_ids("p-10", "1", 1)[0], what="the protection placed again")

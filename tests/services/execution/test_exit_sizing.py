@@ -112,3 +112,24 @@ def test_market_exit_after_a_refused_oco_sells_only_that_entry(execution, ask, l
     stop_leg = next(o for o in sim.venue.engine.open_orders("sim", "BTCUSDT")
                     if o.client_order_id == stop_a)
     assert stop_leg.orig_qty <= bought - sold  # the live stop never sells more than is held
+
+
+def test_a_protection_waits_for_the_fills_of_its_entry(execution, ask, lease, sim, monkeypatch):
+    """Fills lost with a killed process or a dropped stream: until reconciliation finds them
+    the bot seems to hold nothing, and the protection must wait, not be given up (the
+    10-minute chaos run ended with three positions left unprotected that way)."""
+    service = execution.service
+    monkeypatch.setattr(service.tracker, "apply_fill", lambda fill: False)  # fills lost
+    price = Decimal(str(sim.venue.market.last_price("BTCUSDT")))
+    entry = ask(intent("xs-4", lease, quote_qty=Decimal("100"),
+                       stop_loss=(price * Decimal("0.95")).quantize(Decimal("0.01")),
+                       take_profit=(price * Decimal("1.05")).quantize(Decimal("0.01"))))
+    assert entry.ok, entry
+    wait_for(lambda: service.db.protections(), what="the protection's row")
+
+    assert open_lists(sim) == []
+    assert [r["status"] for r in service.db.protections()] == ["pending"]
+    monkeypatch.undo()  # reconciliation asks the entry's trades by order id
+
+    wait_for(lambda: open_lists(sim), what="the protection, once the fills are known")
+    assert [r["status"] for r in service.db.protections()] == ["active"]

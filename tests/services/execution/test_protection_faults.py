@@ -12,7 +12,8 @@ from decimal import Decimal
 
 from services.execution.protect import leg_ids
 from shared import messages as m
-from tests.services.execution.conftest import intent, set_faults, wait_for
+from shared.errors import UnknownStatusError
+from tests.services.execution.conftest import intent, wait_for
 from tests.services.execution.test_exec_protect import open_lists, protected_entry
 
 
@@ -30,12 +31,30 @@ def tracked(service) -> list:
     return [r for r in service.db.protections() if r["status"] in ("active", "pending")]
 
 
+def fail_once(monkeypatch, obj, name: str) -> None:
+    """``obj.name`` answers "outcome unknown" (a 502) once, doing nothing, then works."""
+    real = getattr(obj, name)
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise UnknownStatusError("outcome unknown (502): An unknown error occurred", -1000)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(obj, name, flaky)
+
+
+def unanswered(*args, **kwargs):
+    raise UnknownStatusError("outcome unknown (502): An unknown error occurred", -1000)
+
+
 def test_failed_stop_cancel_keeps_the_protection_and_the_next_exit_cancels_it(
-        execution, ask, lease, sim):
+        execution, ask, lease, sim, monkeypatch):
     list_id, stop_id, _ = protected_entry(ask, lease, sim, "pf-1")
     service = execution.service
     held = service.position_qty("1", "BTCUSDT")
-    set_faults(sim, http_5xx=1)  # the cancel of the stop leg answers 502/-1000, not done
+    fail_once(monkeypatch, service.placer, "cancel")  # the stop leg's cancel: 502, not done
 
     refused = ask(intent("pf-1-exit-a", lease, side="SELL"))
 
@@ -58,17 +77,19 @@ def test_failed_stop_cancel_keeps_the_protection_and_the_next_exit_cancels_it(
     assert sold <= held  # never more than the bot held
 
 
-def test_cancel_whose_outcome_cannot_be_checked_refuses_the_exit(execution, ask, lease, sim):
+def test_cancel_whose_outcome_cannot_be_checked_refuses_the_exit(execution, ask, lease, sim,
+                                                                 monkeypatch):
     list_id, stop_id, _ = protected_entry(ask, lease, sim, "pf-2")
     service = execution.service
-    set_faults(sim, http_5xx=4)  # the cancel and every query of the leg fail
+    monkeypatch.setattr(service.placer, "cancel", unanswered)  # the cancel and every query
+    monkeypatch.setattr(service.placer, "find", unanswered)  # of the leg fail
 
     refused = ask(intent("pf-2-exit-a", lease, side="SELL"))
 
     assert not refused.ok and refused.error_code == "protection_not_released", refused
     assert [ol.list_client_order_id for ol in open_lists(sim)] == [list_id]
     assert len(tracked(service)) == 1
-    set_faults(sim, http_5xx=0)
+    monkeypatch.undo()
 
     exited = ask(intent("pf-2-exit-b", lease, side="SELL"))
 
@@ -76,9 +97,10 @@ def test_cancel_whose_outcome_cannot_be_checked_refuses_the_exit(execution, ask,
     assert open_lists(sim) == [] and live_orders(sim) == [] and tracked(service) == []
 
 
-def test_failed_cancel_on_close_position_keeps_the_protection(execution, ask, lease, sim):
+def test_failed_cancel_on_close_position_keeps_the_protection(execution, ask, lease, sim,
+                                                              monkeypatch):
     list_id, _, _ = protected_entry(ask, lease, sim, "pf-3")
-    set_faults(sim, http_5xx=1)
+    fail_once(monkeypatch, execution.service.placer, "cancel")
 
     refused = ask(m.CloseBotPosition(bot_id="1"))
 
