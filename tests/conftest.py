@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,28 @@ import zmq
 
 from shared.config import Config, Endpoints, load_config
 from shared.service import ServiceThread
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a service the test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float = 5.0,
+               what: str = "condition", every_s: float = 0.02) -> object:
+    """Poll ``predicate`` (state in another thread or process, or an HTTP endpoint: there is
+    no event to wait on) until it returns something truthy, and return that; fail naming
+    ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(every_s)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import struct
 import subprocess
@@ -21,6 +20,7 @@ import zmq
 
 from shared.codec import encode
 from shared.messages import BookTicker
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPIC = b"md.book.BTCUSDT"
@@ -28,10 +28,6 @@ HEADER = struct.Struct("<qq")  # sequence number, send time (monotonic ns)
 WARMUP = b"warmup"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def payload() -> bytes:

@@ -34,7 +34,8 @@ from shared.supervise import STOP_GRACE_S
 from tests.chaos.driver import SYMBOLS, start_bots
 from tests.chaos.stack import ROOT, ChaosStack, VenueClient
 from tests.conftest import kill_leftovers
-from tests.system.test_procfile import all_up, wait_for
+from tests.conftest import wait_until as wait_for
+from tests.system.test_procfile import all_up
 
 STARTS = 3
 SETTLE_S = 10.0

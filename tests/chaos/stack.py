@@ -8,7 +8,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +18,12 @@ from typing import Any
 
 import requests
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 START_ORDER = ("bus", "state", "exchange_sim", "marketdata", "execution", "strategy", "gateway")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def procfile_commands(path: Path = ROOT / "Procfile") -> dict[str, list[str]]:

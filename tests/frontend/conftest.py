@@ -12,11 +12,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import kill_leftovers
+from tests.conftest import free_port, kill_leftovers, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "var" / "screenshots"
@@ -37,10 +35,6 @@ CHROMIUM_ARGS = [
 PASSWORD = "correct horse battery staple"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -74,15 +68,6 @@ class Stack:
         return self.log_path.read_text(errors="replace")[-chars:]
 
 
-def wait_until(predicate, timeout_s: float, what: str):
-    """Poll ``predicate`` (an HTTP endpoint: no event to wait on) until it returns truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _gateway_answers(url: str) -> bool:

@@ -36,7 +36,8 @@ import pytest
 
 from backtest.engine import Backtest, BacktestConfig, FillRecord
 from backtest.history import CandleArrays, read_candles
-from tests.parity.live import MINUTE_MS, LiveFill, LiveStack, wait_until
+from tests.conftest import wait_until
+from tests.parity.live import MINUTE_MS, LiveFill, LiveStack
 
 pytestmark = pytest.mark.system
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,12 @@ from pathlib import Path
 import pytest
 
 from services.gateway.health import SERVICES
-from tests.conftest import kill_leftovers
+from tests.conftest import free_port, kill_leftovers, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.system
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_health(port: int) -> dict | None:
@@ -36,14 +31,6 @@ def get_health(port: int) -> dict | None:
         return None
 
 
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)  # polling an HTTP endpoint: there is no event to wait on
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 @pytest.fixture
@@ -89,7 +76,7 @@ def test_procfile_system_starts_restarts_one_and_stops(system):
     proc, port, data_dir = system
     started = time.monotonic()
 
-    before = wait_for(lambda: all_up(port), 30, "every service healthy")
+    before = wait_until(lambda: all_up(port), 30, "every service healthy")
     print(f"all services healthy {time.monotonic() - started:.2f} s after honcho start")
     assert before["strategy"]["up_instances"] == 2
 
@@ -109,7 +96,7 @@ def test_procfile_system_starts_restarts_one_and_stops(system):
                 return services
         return None
 
-    after = wait_for(state_came_back, 15, "state to restart and heartbeat again")
+    after = wait_until(state_came_back, 15, "state to restart and heartbeat again")
     assert proc.poll() is None, "honcho stopped: the restart took the others down"
     for name, instances in others.items():  # the others kept running: same process, same start
         for instance, info in instances.items():
@@ -135,7 +122,7 @@ def test_the_simulator_answers_python_binance_in_the_running_system(system):
     from binance.client import Client
 
     proc, port, _ = system
-    wait_for(lambda: all_up(port), 30, "every service healthy")
+    wait_until(lambda: all_up(port), 30, "every service healthy")
     services = get_health(port)
     (sim,) = services["exchange_sim"]["instances"].values()
     base = sim["detail"]["url"]
@@ -149,7 +136,7 @@ def test_the_simulator_answers_python_binance_in_the_running_system(system):
 def test_a_killed_service_comes_back_alone_under_honcho(system):
     """SIGKILL one strategy worker: its supervisor restarts it, honcho and the rest carry on."""
     proc, port, data_dir = system
-    before = wait_for(lambda: all_up(port), 30, "every service healthy")
+    before = wait_until(lambda: all_up(port), 30, "every service healthy")
     victim = int(sorted((data_dir / "run").glob("strategy.*.pid"))[0].read_text())
     survivors = {name: {i["pid"] for i in before[name]["instances"].values()}
                  for name in SERVICES if name != "strategy"}
@@ -163,7 +150,7 @@ def test_a_killed_service_comes_back_alone_under_honcho(system):
         pids = {i["pid"] for i in services["strategy"]["instances"].values() if i["up"]}
         return services if len(pids) == 2 and victim not in pids else None
 
-    after = wait_for(replaced, 20, "a new strategy worker in place of the killed one")
+    after = wait_until(replaced, 20, "a new strategy worker in place of the killed one")
     assert proc.poll() is None, "honcho stopped everything"
     for name, pids in survivors.items():
         assert {i["pid"] for i in after[name]["instances"].values() if i["up"]} == pids

@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -25,6 +24,7 @@ from services.exchange_sim.service import ExchangeSimService
 from services.exchange_sim.settings import load_sim_settings
 from services.exchange_sim.venue import Venue
 from shared.config import load_config
+from tests.conftest import wait_until
 
 from .conftest import make_client
 from .fake_upstream import BOOK_FRAME, KLINES, FakeUpstream
@@ -32,15 +32,6 @@ from .fake_upstream import BOOK_FRAME, KLINES, FakeUpstream
 TIMEOUT_S = 5.0
 
 
-def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = TIMEOUT_S):
-    """Poll ``predicate`` (state in another thread, no event to wait on) until truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -56,7 +47,7 @@ def paper(upstream: FakeUpstream) -> Iterator[SimServer]:
     venue = Venue(sources={}, history_s=600, local_feed=False)
     server = SimServer(venue, port=0, upstream=Upstream(upstream.rest_url, upstream.ws_url))
     server.start()
-    wait_until(lambda: venue.engine.book("BTCUSDT").best_ask(), "the feed's first book")
+    wait_until(lambda: venue.engine.book("BTCUSDT").best_ask(), what="the feed's first book")
     yield server
     server.stop()
 
@@ -119,7 +110,7 @@ def test_engine_is_fed_by_the_upstream_book_and_trades(paper: SimServer, paper_c
     upstream.push("btcusdt@trade", {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 7,
                                     "p": "49980.00", "q": "0.5", "T": 1, "m": True, "M": True})
     wait_until(lambda: paper.venue.engine.get_order("sim", "BTCUSDT", resting["orderId"])
-               .status == "FILLED", "the resting order to fill on the upstream trade")
+               .status == "FILLED", what="the resting order to fill on the upstream trade")
     resting_now = paper_client.get_order(symbol="BTCUSDT", orderId=resting["orderId"])
 
     assert bought["status"] == "FILLED"
@@ -131,16 +122,16 @@ def test_engine_is_fed_by_the_upstream_book_and_trades(paper: SimServer, paper_c
 
 def test_the_engine_feed_reconnects_after_the_upstream_drops_it(paper: SimServer,
                                                                 upstream: FakeUpstream):
-    wait_until(lambda: upstream.connections == 1, "the feed's connection")
+    wait_until(lambda: upstream.connections == 1, what="the feed's connection")
 
     upstream.drop_all()
-    wait_until(lambda: upstream.connections == 0, "the drop")
-    wait_until(lambda: upstream.connections == 1, "the feed to reconnect")
+    wait_until(lambda: upstream.connections == 0, what="the drop")
+    wait_until(lambda: upstream.connections == 1, what="the feed to reconnect")
     upstream.push("btcusdt@bookTicker", {**BOOK_FRAME, "u": BOOK_FRAME["u"] + 1,
                                          "a": "50001.00"})
 
     wait_until(lambda: paper.venue.engine.book("BTCUSDT").best_ask() == Decimal("50001.00"),
-               "the new book to reach the engine")
+               what="the new book to reach the engine")
 
 
 def test_the_feed_subscribes_every_symbol_to_book_and_trades():

@@ -21,22 +21,16 @@ from shared.bus import Publisher, RequestClient, Subscriber
 from shared.clock import SYSTEM_CLOCK
 from shared.config import Endpoints
 from shared.filters import default_symbols
-from tests.conftest import RunningService, make_config
+from tests.conftest import RunningService, make_config, wait_until
 
 API_KEY, API_SECRET = "sim-key", "sim-secret"
 TIMEOUT_S = 10.0
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float = TIMEOUT_S,
-              what: str = "condition") -> object:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
+             what: str = "condition") -> object:
+    """:func:`tests.conftest.wait_until` with this package's longer default timeout."""
+    return wait_until(predicate, timeout_s, what)
 
 
 def set_faults(server: SimServer, **faults) -> dict:

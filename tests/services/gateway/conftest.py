@@ -8,7 +8,6 @@ market data are small reply servers that answer like the real ones (fakes, not m
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from shared.bus import Publisher, ReplyServer, RequestClient
 from shared.config import Endpoints
 from shared.errors import ValidationError
 from tests.conftest import RunningService, make_config
+from tests.conftest import wait_until as wait_for
 
 CANDLE_MS = 60_000
 
@@ -116,15 +116,6 @@ class Stack:
         return reply.result
 
 
-def wait_for(predicate: Callable[[], object], timeout_s: float = 5.0, what: str = "") -> object:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
-        time.sleep(0.01)
 
 
 def start_gateway(endpoints, tmp_path, port: int = 0, **app_env) -> RunningService:

@@ -20,17 +20,6 @@ FAST = StrategySettings(lease_ttl_s=2.0, claim_grace_s=0.3, round_every_s=0.05,
                         stream_ttl_s=3.0, error_retry_s=0.5, rebalance_every_s=0.5)
 
 
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str,
-             interval_s: float = 0.02):
-    """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)  # polling another thread's state: there is no event to wait on
 
 
 def start_state(endpoints, data_dir) -> RunningService:

@@ -11,7 +11,7 @@ from services.strategy.intents import IntentSender, to_submit
 from shared.clock import SYSTEM_CLOCK
 from shared.messages import Reply, SubmitIntent
 from shared.strategies import OrderIntent
-from tests.services.strategy.conftest import wait_for
+from tests.conftest import wait_until as wait_for
 from tests.services.strategy.peers import PeerServer
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from shared import messages as m
 from shared.bus import RequestClient
-from tests.services.strategy.conftest import call, create_bot, wait_for
+from tests.conftest import wait_until as wait_for
+from tests.services.strategy.conftest import call, create_bot
 
 ROOT = Path(__file__).resolve().parents[3]
 LEASE_TTL_S = 3.0

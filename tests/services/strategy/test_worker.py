@@ -6,6 +6,7 @@ from __future__ import annotations
 from shared import messages as m
 from shared.bus import Publisher
 from shared.strategies import build_strategy, get_strategy
+from tests.conftest import wait_until as wait_for
 from tests.services.strategy.conftest import (
     FAST,
     call,
@@ -13,7 +14,6 @@ from tests.services.strategy.conftest import (
     get_bot,
     lease_of,
     start_state,
-    wait_for,
 )
 
 
