@@ -11,7 +11,12 @@ recorded ones (so the price jumps back at each of the 23 seams). Rows:
   (tracemalloc slows allocation-heavy code several times, so it is kept out of the timings);
 * time to a first result in a fresh process (imports, numba cache load, 3,000 candles), with
   the numba cache warm and cold;
-* backtesting.py (if installed) on the same rules and data, in the same run.
+* backtesting.py (if installed) on the same rules and data, in the same run;
+* vectorbt (if installed): ``Portfolio.from_signals`` on the same rules and data, in the same
+  run. It is not in ``requirements-bench.txt``: vectorbt 1.1+ needs numpy >= 2.4.6 and
+  numba >= 0.66, vectorbt <= 1.0 needs pandas < 3, and the project pins numpy 2.2.6, numba
+  0.61.2 (which pandas-ta 0.4.71b0 pins) and pandas 3.1.1. In an environment that has it (e.g.
+  a separate virtualenv with the project on ``PYTHONPATH``) the rows appear.
 
 ``python -m backtest.bench`` prints the rows. Rates are given per wall second and per CPU second
 of this process: on a shared machine the second is the steadier one, and the comparison with
@@ -120,6 +125,48 @@ def _backtesting_py(candles: CandleArrays) -> tuple[str, float, float, int] | No
             time.process_time() - cpu, int(stats["# Trades"]))
 
 
+def _vectorbt(candles: CandleArrays) -> tuple[str, float, float, int] | None:
+    """vectorbt's vectorised engine on SWING's default rules: enter where EMA 9 crosses above
+    EMA 21 with RSI 14 in (30, 70), exit where it crosses below or RSI >= 70, ``sl_stop`` 0.5 %
+    and ``tp_stop`` 1 % checked against each candle's high and low, 0.1 % fees, 0.002 base a
+    trade. Indicators in pandas as pandas-ta computes them (EMA seeded with the SMA, RSI from
+    RMAs), signals and portfolio timed together; numba compiled on a small slice first."""
+    try:
+        import pandas as pd
+        import vectorbt as vbt
+    except ImportError:
+        return None
+
+    def run(c: CandleArrays) -> int:
+        index = pd.to_datetime(c.open_time_ms, unit="ms")
+        close = pd.Series(c.close, index=index)
+
+        def ema(n: int) -> pd.Series:
+            seeded = close.copy()
+            seeded.iloc[:n - 1] = np.nan
+            seeded.iloc[n - 1] = close.iloc[:n].mean()
+            return seeded.ewm(span=n, adjust=False).mean()
+
+        change = close.diff()
+        gain = change.clip(lower=0).ewm(alpha=1 / 14, adjust=False).mean()
+        loss = (-change).clip(lower=0).ewm(alpha=1 / 14, adjust=False).mean()
+        rsi = 100 * gain / (gain + loss)
+        diff = ema(9) - ema(21)
+        before = diff.shift()
+        entries = (before <= 0) & (diff > 0) & (rsi > 30) & (rsi < 70)
+        exits = ((before >= 0) & (diff < 0)) | (rsi >= 70)
+        portfolio = vbt.Portfolio.from_signals(
+            close, entries, exits, open=pd.Series(c.open, index=index),
+            high=pd.Series(c.high, index=index), low=pd.Series(c.low, index=index),
+            size=0.002, fees=0.001, sl_stop=0.005, tp_stop=0.01, init_cash=10_000, freq="1min")
+        return int(portfolio.trades.count())
+
+    run(candles.slice(0, 5000))
+    started, cpu = time.perf_counter(), time.process_time()
+    trades = run(candles)
+    return vbt.__version__, time.perf_counter() - started, time.process_time() - cpu, trades
+
+
 def _max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -170,6 +217,15 @@ def run() -> list[Row]:
                      *_rate(N, wall_b, cpu_b, f"; {trades} trades")))
         rows.append(("backtest: compiled driver vs backtesting.py (CPU time, OCO / no OCO)",
                      f"{cpu_b / cpu:.2f} / {cpu_b / cpu_n:.2f}", "x"))
+    vectorised = _vectorbt(big)
+    if vectorised is None:
+        rows.append(("backtest: vectorbt same rules", "not installed", ""))
+    else:
+        version, wall_v, cpu_v, trades_v = vectorised
+        rows.append((f"backtest: vectorbt {version} Portfolio.from_signals, same rules, "
+                     "1M candles", *_rate(N, wall_v, cpu_v, f"; {trades_v} trades")))
+        rows.append(("backtest: compiled driver vs vectorbt (CPU time, OCO / no OCO)",
+                     f"{cpu_v / cpu:.2f} / {cpu_v / cpu_n:.2f}", "x"))
     return rows
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from backtest.engine import Backtest, BacktestConfig, BacktestResult
+from backtest.engine import Backtest, BacktestConfig, BacktestResult, Broker
 from backtest.history import CandleArrays
 from shared.strategies.base import Fill, OrderIntent, Position
 
@@ -319,14 +319,17 @@ def _params_array(config: BacktestConfig, warmup: int, tick: Decimal) -> np.ndar
 
 
 class _KernelStrategy:
-    """Receives the broker's fills like the strategy object would; keeps the kernel's state."""
+    """Receives the broker's fills like the strategy object would; keeps the kernel's state.
 
-    def __init__(self, st: np.ndarray, pr: np.ndarray) -> None:
-        self.st, self.pr = st, pr
+    The strategy's position after a fill is the broker's (``Broker._record`` applies the same
+    fill just before calling ``on_fill``), so it is read from there rather than recomputed."""
+
+    def __init__(self, st: np.ndarray, pr: np.ndarray, broker: Broker) -> None:
+        self.st, self.pr, self.broker = st, pr, broker
         self.position = Position()
 
     def on_fill(self, fill: Fill) -> list:
-        self._set(self.position.apply(fill))
+        self._set(self.broker.position)
         return []
 
     def on_position(self, position: Position) -> list:
@@ -418,7 +421,7 @@ def run(config: BacktestConfig, candles: CandleArrays, progress: bool = False) -
     st = np.full(N_STATE, NAN)
     st[SEEN] = st[SMA_SUM] = st[POS_OPEN] = st[WATCH] = 0.0
     pr = _params_array(config, bt.warmup, bt.filters.tick_size)
-    kernel = _KernelStrategy(st, pr)
+    kernel = _KernelStrategy(st, pr, bt.broker)
     bt.broker.listen(kernel.on_fill, kernel.on_position)
     cols = [np.ascontiguousarray(a, dtype=np.float64) for a in
             (candles.open, candles.high, candles.low, candles.close, candles.volume)]
