@@ -14,6 +14,7 @@ executed quantity exceeds the quantity of its recorded fills also has its trades
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -24,6 +25,7 @@ from services.execution.tracking import FillReport, OrderReport, OrderTracker
 log = logging.getLogger(__name__)
 
 TRADES_PAGE = 1000
+RECHECK_S = 120.0  # an order whose fills still do not add up is asked again after this
 ZERO = Decimal(0)
 
 
@@ -45,8 +47,8 @@ class Reconciler:
         self.db = db
         self.tracker = tracker
         self._seen_open: set[str] = set()
-        # orders whose trades were asked by id and still do not add up: (executed, recorded)
-        self._checked: dict[str, tuple[Decimal, Decimal]] = {}
+        # orders whose trades were asked by id: (executed, recorded) then, and when
+        self._checked: dict[str, tuple[Decimal, Decimal, float]] = {}
 
     def run(self, symbols: list[str]) -> SyncResult:
         result = SyncResult()
@@ -117,8 +119,10 @@ class Reconciler:
         """Trades of known orders that are missing below the high-water mark."""
         changed = 0
         for cid, order_id, executed, recorded in self._short_orders(symbol):
-            if self._checked.get(cid) == (executed, recorded):
-                continue  # asked already and nothing was missing: no weight on every run
+            seen = self._checked.get(cid)
+            if seen is not None and seen[:2] == (executed, recorded) \
+                    and time.monotonic() - seen[2] < RECHECK_S:
+                continue  # asked a moment ago and nothing changed: no weight on every run
             before = changed
             rows = self._order_trades(symbol, order_id)
             for row in rows:
@@ -131,7 +135,7 @@ class Reconciler:
             if still < executed:
                 log.error("order %s (%s): executed %s at the exchange, fills for only %s",
                           cid, symbol, executed, still)
-            self._checked[cid] = (executed, still)
+            self._checked[cid] = (executed, still, time.monotonic())
         return changed
 
     def _short_orders(self, symbol: str) -> list[tuple[str, int, Decimal, Decimal]]:

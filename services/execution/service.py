@@ -434,9 +434,9 @@ class ExecutionService(ReplyService):
         """
         released: list[Any] = []
         for row in self.protector.open_rows(bot_id, symbol):
-            _, stop_id, _ = leg_ids(row["intent_id"], row["bot_id"], row["gen"])
-            try:
-                self._cancel_protection(row["symbol"], stop_id)  # a leg ends the whole list
+            _, stop_id, profit_id = leg_ids(row["intent_id"], row["bot_id"], row["gen"])
+            try:  # a leg ends the whole list
+                self._cancel_protection(row["symbol"], stop_id, profit_id)
             except Rejected:
                 if released:
                     self.protector.reopen(released)
@@ -448,9 +448,12 @@ class ExecutionService(ReplyService):
             self.balances = {}  # the unlocked base shows in a fresh read
         return released
 
-    def _cancel_protection(self, symbol: str, stop_id: str) -> None:
+    def _cancel_protection(self, symbol: str, stop_id: str, profit_id: str) -> None:
         """Cancel a protective stop leg; returns once the exchange shows it no longer open,
-        raises :class:`Rejected` (``protection_not_released``) otherwise."""
+        raises :class:`Rejected` (``protection_not_released``) otherwise. When the list had
+        already ended, its legs' final state is applied before returning: a take-profit that
+        filled a moment ago, its fill not streamed yet, has sold coins the exit must not
+        count (the 10-minute chaos run sold them twice that way)."""
         failure: Exception | None = None
         try:
             response = self.placer.cancel(symbol, stop_id)
@@ -475,6 +478,14 @@ class ExecutionService(ReplyService):
                 f"could not cancel the protective order {stop_id}: {failure or 'not cancelled'}; "
                 "it is still open at the exchange, so the exit was not sent and the "
                 "protection stays in place; try again"))
+        try:
+            profit = self.placer.find(symbol, profit_id) if profit_id else None
+        except (ExchangeError, TemporaryError) as exc:
+            raise Rejected("protection_not_released", (
+                f"the protection's list had ended but its take-profit {profit_id} could not be "
+                f"checked ({exc}); the exit was not sent; try again")) from None
+        if profit is not None:
+            self.tracker.apply_order(OrderReport.from_rest(profit))
 
     def _send(self, intent_id: str, spec: OrderSpec, role: str) -> m.Reply:
         try:

@@ -10,6 +10,7 @@ judge: per bot, sells never exceed buys (net of the base fee).
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 from services.exchange_sim.server import SimServer
@@ -80,11 +81,10 @@ def test_no_protection_for_an_entry_already_sold(execution, ask, lease, sim, mon
     assert exited.ok, exited
     monkeypatch.undo()  # the late protection now runs, for a position that is gone
 
-    wait_for(lambda: service.db.protections(), what="the entry's protection to be handled")
-    wait_for(lambda: not service.protector._due, what="the due protections")
+    rows = wait_for(lambda: [r for r in service.db.protections() if r["status"] != "pending"],
+                    what="the entry's protection to be handled")
 
     assert open_lists(sim) == []
-    rows = service.db.protections()
     assert [r["status"] for r in rows] == ["closed"]
     bought, sold = venue_position(sim)
     assert sold <= bought
@@ -133,3 +133,25 @@ def test_a_protection_waits_for_the_fills_of_its_entry(execution, ask, lease, si
 
     wait_for(lambda: open_lists(sim), what="the protection, once the fills are known")
     assert [r["status"] for r in service.db.protections()] == ["active"]
+
+
+def test_an_exit_just_after_the_take_profit_filled_sells_nothing_more(execution, ask, lease,
+                                                                     sim, monkeypatch):
+    """The take-profit fills at the venue; before its fill is streamed the strategy exits. The
+    exit's cancel of the protection finds the list ended: the exit must count what the
+    take-profit sold (the 10-minute chaos run sold it a second time)."""
+    fund_btc(sim)
+    service = execution.service
+    _, _, profit_id = protected_entry(ask, lease, sim, "xs-5")
+    monkeypatch.setattr(service, "_drain_events", lambda: None)  # the fill is not streamed yet
+    profit = next(o for o in sim.venue.engine.open_orders("sim", "BTCUSDT")
+                  if o.client_order_id == profit_id)
+    sim.venue.feed_trade("BTCUSDT", profit.price * Decimal("1.001"), Decimal("10"),
+                         int(time.time() * 1000))
+    assert open_lists(sim) == []  # the take-profit filled, the stop expired
+
+    reply = ask(intent("xs-5-exit", lease, side="SELL"))
+
+    assert not reply.ok, reply  # nothing is left to sell
+    bought, sold = venue_position(sim)
+    assert sold <= bought, f"bot 1 sold {sold} but bought {bought}"
