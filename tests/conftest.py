@@ -9,6 +9,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,9 +61,7 @@ def endpoints(ipc_dir: Path) -> Endpoints:
 
 
 def make_config(service: str, endpoints: Endpoints, **overrides) -> Config:
-    base = load_config(service, env={})
-    values = {**base.__dict__, "endpoints": endpoints, **overrides}
-    return Config(**values)
+    return replace(load_config(service, env={}), endpoints=endpoints, **overrides)
 
 
 @pytest.fixture

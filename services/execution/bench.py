@@ -15,6 +15,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -35,9 +36,8 @@ from shared.service import ServiceThread
 
 
 def _config(service: str, endpoints: Endpoints, data_dir: Path, sim_port: int) -> Config:
-    base = load_config(service, env={})
-    return Config(**{**base.__dict__, "endpoints": endpoints,
-                     "data_dir": data_dir / "data" / service, "sim_port": sim_port})
+    return replace(load_config(service, env={}), endpoints=endpoints,
+                   data_dir=data_dir / "data" / service, sim_port=sim_port)
 
 
 def bench_intents(count: int) -> dict[str, float]:

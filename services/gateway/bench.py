@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from websockets.sync.client import connect
@@ -37,9 +38,8 @@ REST_THREADS = 8
 
 
 def config(name: str, endpoints: Endpoints, data_dir: Path) -> Config:
-    base = load_config(name, env={})
-    return Config(**{**base.__dict__, "endpoints": endpoints, "data_dir": data_dir,
-                     "gateway_port": 0, "log_level": "WARNING"})
+    return replace(load_config(name, env={}), endpoints=endpoints, data_dir=data_dir,
+                   gateway_port=0, log_level="WARNING")
 
 
 def percentile(values: list[float], pct: float) -> float:
