@@ -52,6 +52,9 @@ class Reconciler:
 
     def run(self, symbols: list[str]) -> SyncResult:
         result = SyncResult()
+        now = time.monotonic()  # what was asked long ago is asked again anyway: forget it
+        self._checked = {cid: seen for cid, seen in self._checked.items()
+                         if now - seen[2] < RECHECK_S}
         result.resolved_intents = self.resolve_pending_intents()
         result.corrections += self._open_orders(result)
         result.corrections += self._stale_local_orders()
