@@ -13,8 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from backtest.engine import collector_paused, symbol_filters
-from shared.clock import Clock
+from backtest.engine import DataClock, collector_paused, symbol_filters
 from shared.filters import ROUND_DOWN, round_to_step
 from shared.matching import (
     ExecutionEvent,
@@ -28,18 +27,10 @@ D = Decimal
 SYM = "BTCUSDT"
 
 
-class FixedClock(Clock):
-    def __init__(self) -> None:
-        self.now_ms = 1
-
-    def time(self) -> float:
-        return self.now_ms / 1000
-
-    def monotonic(self) -> float:
-        return self.time()
-
-    def time_ms(self) -> int:
-        return self.now_ms
+def fixed_clock() -> DataClock:
+    clock = DataClock()
+    clock.now_ms = 1
+    return clock
 
 
 def scenario(engine: MatchingEngine) -> list[ExecutionEvent]:
@@ -77,8 +68,8 @@ def scenario(engine: MatchingEngine) -> list[ExecutionEvent]:
 @pytest.fixture()
 def engines() -> tuple[MatchingEngine, MatchingEngine]:
     filters = {SYM: symbol_filters(SYM)}
-    return (MatchingEngine(filters, FixedClock()),
-            MatchingEngine(filters, FixedClock(), user_data_stream=False))
+    return (MatchingEngine(filters, fixed_clock()),
+            MatchingEngine(filters, fixed_clock(), user_data_stream=False))
 
 
 def test_without_a_user_data_stream_every_call_returns_the_same_and_balances_agree(
