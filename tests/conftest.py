@@ -92,6 +92,25 @@ def kill_leftovers(run_dir: Path) -> None:
     kill them by the pids they wrote, so no stray system outlives a test."""
     for pidfile in run_dir.glob("*.pid"):
         try:
-            os.kill(int(pidfile.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
+            pid = int(pidfile.read_text())
+        except (OSError, ValueError):
+            continue
+        parent = _supervisor_of(pid)
+        for victim in (parent, pid):  # the supervisor first, or it starts the service again
+            if victim is None:
+                continue
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _supervisor_of(pid: int) -> int | None:
+    """The ``shared.supervise`` process that runs ``pid``, if any (from /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        cmdline = Path(f"/proc/{ppid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return ppid if b"shared.supervise" in cmdline else None
