@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,11 @@ class ExecutionDb:
                 (symbol, trade_id, bot_id, cid, side, str(qty), str(commission),
                  commission_asset, ts_ms))
             return cur.rowcount == 1
+
+    def filled_qty(self, cid: str) -> Decimal:
+        """The quantity of the recorded fills of order ``cid``."""
+        rows = self.query("SELECT qty FROM fills WHERE client_order_id = ?", (cid,))
+        return sum((Decimal(r["qty"]) for r in rows), Decimal(0))
 
     def last_trade_id(self, symbol: str) -> int | None:
         rows = self.query("SELECT MAX(trade_id) AS t FROM fills WHERE symbol = ?", (symbol,))

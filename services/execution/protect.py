@@ -162,8 +162,7 @@ class Protector:
         order = self.db.order(entry_cid)
         if order is None:
             return False
-        rows = self.db.query("SELECT qty FROM fills WHERE client_order_id = ?", (entry_cid,))
-        return sum((Decimal(r["qty"]) for r in rows), ZERO) >= Decimal(order["executed_qty"])
+        return self.db.filled_qty(entry_cid) >= Decimal(order["executed_qty"])
 
     def _place(self, row: Any) -> None:
         """Send the protection of ``row``; a refused OCO (-2010: the price moved past a leg)

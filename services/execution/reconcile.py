@@ -134,7 +134,7 @@ class Reconciler:
             if changed > before:
                 log.warning("order %s (%s): %d fill(s) missing below the last trade id were"
                             " recorded", cid, symbol, changed - before)
-            still = self._recorded(symbol, cid)
+            still = self.db.filled_qty(cid)
             if still < executed:
                 log.error("order %s (%s): executed %s at the exchange, fills for only %s",
                           cid, symbol, executed, still)
@@ -178,11 +178,6 @@ class Reconciler:
         with self.db.tx() as conn:
             conn.execute(f"UPDATE fills SET client_order_id = ? WHERE symbol = ? AND trade_id IN"
                          f" ({marks}) AND client_order_id IS NULL", (cid, symbol, *ids))
-
-    def _recorded(self, symbol: str, cid: str) -> Decimal:
-        rows = self.db.query("SELECT qty FROM fills WHERE symbol = ? AND client_order_id = ?",
-                             (symbol, cid))
-        return sum((Decimal(r["qty"]) for r in rows), ZERO)
 
     def _trade(self, row: dict) -> int:
         fill = FillReport.from_my_trade(row)

@@ -371,11 +371,12 @@ class ExecutionService(ReplyService):
         self._check_lease(intent)
         ref_price = self._ref_price(intent.symbol, intent.side)
         released: list[Any] = []
-        if intent.side == "SELL" and self.protector.open_rows(intent.bot_id, intent.symbol):
+        guarding = self.protector.open_rows(intent.bot_id, intent.symbol) \
+            if intent.side == "SELL" else []
+        if guarding:
             # an exit that would be refused anyway must not cancel and re-place the bot's
             # protections (each resend of it did, by the hundred, in the long chaos run)
-            guarded = sum((Decimal(r["qty"]) for r in
-                           self.protector.open_rows(intent.bot_id, intent.symbol)), ZERO)
+            guarded = sum((Decimal(r["qty"]) for r in guarding), ZERO)
             self._prepare(intent, filters, ref_price, unlocked=guarded)
             released = self._release_protection(intent.bot_id, intent.symbol)
         reply: m.Reply | None = None
