@@ -19,11 +19,18 @@ def open_lists(sim) -> list:
     return sim.venue.engine.open_order_lists("sim")
 
 
-def protected_entry(ask, lease, sim, intent_id: str) -> tuple[str, str, str]:
+def bracketed(sim, intent_id: str, lease: int, stop: str = "0.95",
+              take: str = "1.05") -> m.SubmitIntent:
+    """A 100 USDT market entry with its stop and take-profit at these fractions of the
+    market's last price (a stop above 1 is already crossed)."""
     price = Decimal(str(sim.venue.market.last_price("BTCUSDT")))
-    reply = ask(intent(intent_id, lease, quote_qty=Decimal("100"),
-                       stop_loss=(price * Decimal("0.95")).quantize(Decimal("0.01")),
-                       take_profit=(price * Decimal("1.05")).quantize(Decimal("0.01"))))
+    return intent(intent_id, lease, quote_qty=Decimal("100"),
+                  stop_loss=(price * Decimal(stop)).quantize(Decimal("0.01")),
+                  take_profit=(price * Decimal(take)).quantize(Decimal("0.01")))
+
+
+def protected_entry(ask, lease, sim, intent_id: str) -> tuple[str, str, str]:
+    reply = ask(bracketed(sim, intent_id, lease))
     assert reply.ok, reply
     wait_for(lambda: open_lists(sim), what="the protective OCO")
     return leg_ids(intent_id, "1", 0)
@@ -120,10 +127,7 @@ def test_exit_intent_releases_the_protection_and_sells(execution, ask, lease, si
 
 
 def test_protection_the_exchange_refuses_raises_an_alert(execution, ask, ask_state, lease, sim):
-    price = Decimal(str(sim.venue.market.last_price("BTCUSDT")))
-    reply = ask(intent("p-7", lease, quote_qty=Decimal("100"),  # stop above the market
-                       stop_loss=(price * Decimal("1.02")).quantize(Decimal("0.01")),
-                       take_profit=(price * Decimal("1.05")).quantize(Decimal("0.01"))))
+    reply = ask(bracketed(sim, "p-7", lease, stop="1.02"))  # stop above the market
 
     assert reply.ok, reply
     # the stop is already crossed: what the stop would have done, a market exit (finding 4)

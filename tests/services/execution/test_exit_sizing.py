@@ -16,7 +16,7 @@ from decimal import Decimal
 from services.exchange_sim.server import SimServer
 from shared.errors import UnknownStatusError
 from tests.services.execution.conftest import intent, unknown_status_once, wait_for
-from tests.services.execution.test_exec_protect import open_lists, protected_entry
+from tests.services.execution.test_exec_protect import bracketed, open_lists, protected_entry
 
 ZERO = Decimal(0)
 
@@ -71,10 +71,7 @@ def test_no_protection_for_an_entry_already_sold(execution, ask, lease, sim, mon
     fund_btc(sim)
     service = execution.service
     monkeypatch.setattr(service.protector, "process_due", lambda: None)  # protection is late
-    price = Decimal(str(sim.venue.market.last_price("BTCUSDT")))
-    entry = ask(intent("xs-2", lease, quote_qty=Decimal("100"),
-                       stop_loss=(price * Decimal("0.95")).quantize(Decimal("0.01")),
-                       take_profit=(price * Decimal("1.05")).quantize(Decimal("0.01"))))
+    entry = ask(bracketed(sim, "xs-2", lease))
     assert entry.ok, entry
     wait_for(lambda: service.position_qty("1", "BTCUSDT") > 0, what="the entry's fill")
     exited = ask(intent("xs-2-exit", lease, side="SELL"))
@@ -95,10 +92,7 @@ def test_market_exit_after_a_refused_oco_sells_only_that_entry(execution, ask, l
     service = execution.service
     list_a, stop_a, _ = protected_entry(ask, lease, sim, "xs-3a")
     held_a = service.position_qty("1", "BTCUSDT")
-    price = Decimal(str(sim.venue.market.last_price("BTCUSDT")))
-    crossed = ask(intent("xs-3b", lease, quote_qty=Decimal("100"),
-                         stop_loss=(price * Decimal("1.02")).quantize(Decimal("0.01")),
-                         take_profit=(price * Decimal("1.05")).quantize(Decimal("0.01"))))
+    crossed = ask(bracketed(sim, "xs-3b", lease, stop="1.02"))
     assert crossed.ok, crossed
 
     wait_for(lambda: any(o["role"] == "C" and o["status"] == "FILLED"
@@ -120,10 +114,7 @@ def test_a_protection_waits_for_the_fills_of_its_entry(execution, ask, lease, si
     10-minute chaos run ended with three positions left unprotected that way)."""
     service = execution.service
     monkeypatch.setattr(service.tracker, "apply_fill", lambda fill: False)  # fills lost
-    price = Decimal(str(sim.venue.market.last_price("BTCUSDT")))
-    entry = ask(intent("xs-4", lease, quote_qty=Decimal("100"),
-                       stop_loss=(price * Decimal("0.95")).quantize(Decimal("0.01")),
-                       take_profit=(price * Decimal("1.05")).quantize(Decimal("0.01"))))
+    entry = ask(bracketed(sim, "xs-4", lease))
     assert entry.ok, entry
     wait_for(lambda: service.db.protections(), what="the protection's row")
 

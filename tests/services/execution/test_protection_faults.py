@@ -14,7 +14,7 @@ from services.execution.protect import leg_ids
 from shared import messages as m
 from shared.errors import UnknownStatusError
 from tests.services.execution.conftest import intent, wait_for
-from tests.services.execution.test_exec_protect import open_lists, protected_entry
+from tests.services.execution.test_exec_protect import bracketed, open_lists, protected_entry
 
 
 def live_orders(sim) -> list:
@@ -117,10 +117,7 @@ def test_failed_cancel_on_close_position_keeps_the_protection(execution, ask, le
 
 def test_oco_refused_after_the_price_crossed_the_stop_exits_at_market(
         execution, ask, ask_state, lease, sim):
-    price = Decimal(str(sim.venue.market.last_price("BTCUSDT")))
-    reply = ask(intent("pf-4", lease, quote_qty=Decimal("100"),  # the stop is already crossed
-                       stop_loss=(price * Decimal("1.02")).quantize(Decimal("0.01")),
-                       take_profit=(price * Decimal("1.05")).quantize(Decimal("0.01"))))
+    reply = ask(bracketed(sim, "pf-4", lease, stop="1.02"))  # the stop is already crossed
     assert reply.ok, reply
     service = execution.service
 
@@ -150,10 +147,7 @@ def test_oco_refused_for_another_reason_is_retried_then_raises_a_critical_alert(
                                 -2010)
 
     monkeypatch.setattr(service.placer, "place_oco", refuse)
-    price = Decimal(str(sim.venue.market.last_price("BTCUSDT")))
-    reply = ask(intent("pf-5", lease, quote_qty=Decimal("100"),
-                       stop_loss=(price * Decimal("0.90")).quantize(Decimal("0.01")),
-                       take_profit=(price * Decimal("1.10")).quantize(Decimal("0.01"))))
+    reply = ask(bracketed(sim, "pf-5", lease, stop="0.90", take="1.10"))
     assert reply.ok, reply
 
     alerts = wait_for(lambda: ask_state(m.QueryAlerts(level="CRITICAL")).result["items"],
