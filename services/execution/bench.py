@@ -15,9 +15,11 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import zmq
 
@@ -25,6 +27,7 @@ from services.exchange_sim.market import build_market
 from services.exchange_sim.ratelimit import RateLimits
 from services.exchange_sim.server import SimServer
 from services.exchange_sim.venue import Venue, spec_for
+from services.execution.outbox import ExecutionDb
 from services.execution.service import ExecutionService
 from services.state.service import StateService
 from shared import messages as m
@@ -88,8 +91,45 @@ def bench_intents(count: int) -> dict[str, float]:
             "per_s": count / total}
 
 
-def run(count: int = 200) -> list[tuple[str, str, str]]:
+def bench_history(fills: int, bots: int = 10) -> dict[str, float]:
+    """Milliseconds of the reads execution makes per intent and per reconcile pass, with
+    ``fills`` fills (and as many orders) of ``bots`` bots already recorded."""
+    tmp = Path(tempfile.mkdtemp(prefix="exec-history-"))
+    db = ExecutionDb(tmp)
+    try:
+        with db.tx() as conn:
+            for i in range(fills):
+                side = "BUY" if i % 2 == 0 else "SELL"
+                conn.execute("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             ("BTCUSDT", i, str(i % bots), f"c{i}", side, "0.001",
+                              "0.000001", "BTC", i))
+                conn.execute("INSERT INTO orders (client_order_id, bot_id, symbol, side, type,"
+                             " role, status, executed_qty, created_ms, updated_ms, orig_qty)"
+                             " VALUES (?, ?, ?, ?, 'MARKET', 'entry', 'FILLED', '0.001', ?, ?,"
+                             " '0.001')", (f"c{i}", str(i % bots), "BTCUSDT", side, i, i))
+        holder = SimpleNamespace(db=db, filters=default_symbols())
+
+        def ms(call: Callable[[int], object], times: int) -> float:
+            started = time.perf_counter()
+            for k in range(times):
+                call(k)
+            return (time.perf_counter() - started) / times * 1000
+
+        return {
+            "position_ms": ms(lambda k: ExecutionService.position_qty(
+                holder, str(k % bots), "BTCUSDT"), 20),  # type: ignore[arg-type]
+            "filled_ms": ms(lambda k: db.filled_qty(f"c{k * 7}"), 200),
+            "open_ms": ms(lambda k: db.open_orders(), 200),
+        }
+    finally:
+        db.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(count: int = 200, fills: int = 100_000) -> list[tuple[str, str, str]]:
     result = bench_intents(count)
+    history = bench_history(fills)
+    per_bot = f"{fills // 10:,}"
     return [
         ("execution: intent to order acknowledged, p50 (simulator)",
          f"{result['p50_ms']:.1f}", "ms"),
@@ -97,6 +137,12 @@ def run(count: int = 200) -> list[tuple[str, str, str]]:
          f"{result['p99_ms']:.1f}", "ms"),
         ("execution: sustained intents, one client (venue order limit lifted)",
          f"{result['per_s']:.0f}", "intents/s"),
+        (f"execution: a bot's sellable quantity with {per_bot} fills of its own recorded"
+         f" ({fills:,} in all)", f"{history['position_ms']:.1f}", "ms per intent"),
+        (f"execution: recorded fills of one order, {fills:,} fills recorded",
+         f"{history['filled_ms']:.3f}", "ms"),
+        (f"execution: open orders, {fills:,} orders recorded", f"{history['open_ms']:.3f}",
+         "ms"),
     ]
 
 

@@ -60,6 +60,12 @@ CREATE TABLE IF NOT EXISTS fills (
     client_order_id TEXT, side TEXT NOT NULL, qty TEXT NOT NULL, commission TEXT NOT NULL,
     commission_asset TEXT NOT NULL, ts_ms INTEGER NOT NULL, PRIMARY KEY (symbol, trade_id));
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS fills_by_bot ON fills (bot_id, symbol, trade_id);
+CREATE INDEX IF NOT EXISTS fills_by_order ON fills (client_order_id);
+CREATE INDEX IF NOT EXISTS orders_by_bot ON orders (bot_id, symbol, side);
+CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status);
+CREATE INDEX IF NOT EXISTS orders_by_exchange_id ON orders (symbol, exchange_order_id);
+CREATE INDEX IF NOT EXISTS intents_by_status ON intents (status, created_ms);
 """
 OPEN_STATUSES = ("PENDING_NEW", "NEW", "PARTIALLY_FILLED", "PENDING_CANCEL")
 
