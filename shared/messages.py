@@ -313,6 +313,9 @@ class SubmitIntent(Message):
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
     reason: str = ""
+    # Wall-clock ms after which execution must not act on it (0: no deadline): the worker has
+    # stopped waiting by then, and a decision made that long ago is not traded late.
+    deadline_ms: int = 0
 
 
 @message

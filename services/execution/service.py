@@ -71,7 +71,8 @@ MAX_REPRICES = 3
 REQUESTS_PER_STEP = 8
 PROTECTION_RETRY_S = 3.0  # a protection waiting for its entry's fills: reconcile again
 # refusals a resend of the same intent would get again: kept, so a resend is answered at once
-FINAL_REJECTIONS = frozenset({"risk_rejected", "invalid", "invalid_order", "stale_lease"})
+FINAL_REJECTIONS = frozenset({"risk_rejected", "invalid", "invalid_order", "stale_lease",
+                              "expired"})
 PROTECTIVE_ROLES = (ROLE_STOP, ROLE_PROFIT)
 
 
@@ -367,6 +368,10 @@ class ExecutionService(ReplyService):
             raise
 
     def _submit_new(self, intent: m.SubmitIntent) -> m.Reply:
+        late_ms = self.clock.time_ms() - intent.deadline_ms
+        if intent.deadline_ms and late_ms > 0:
+            raise Rejected("expired", f"intent reached execution {late_ms} ms after its deadline"
+                           " (the worker no longer waits for it); nothing was placed")
         filters = self._ready(intent.symbol)
         self._check_lease(intent)
         ref_price = self._ref_price(intent.symbol, intent.side)

@@ -9,11 +9,17 @@ the same ``intent_id`` (execution answers a repeated id with its first answer, s
 never places a second order), until the lease is no longer held or ``give_up_s`` has passed;
 one answered "not yet" (``unconfirmed``...) is asked again after a pause. Final answers are
 queued on ``results`` for the loop.
+
+Each intent carries a deadline, ``DEADLINE_SHARE`` of ``give_up_s`` after its first send:
+execution refuses one that reaches it later (attempts can wait in its queue while it is busy
+or stuck on the exchange), so an intent the worker dropped is not traded behind its back, and
+a decision is never acted on long after the candle or quote it came from.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import logging
 from collections.abc import Callable
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 RETRY_CODES = frozenset({"unconfirmed", "state_unreachable", "exchange_unavailable"})
 RETRY_PAUSE_S = 0.5
 NOT_CONNECTED_RETRY_S = 0.05
+DEADLINE_SHARE = 0.8  # the rest of give_up_s leaves time for execution's answer to arrive
 
 
 def to_submit(intent: OrderIntent, bot_id: int, epoch: int) -> SubmitIntent:
@@ -112,6 +119,9 @@ class IntentSender:
         """Send now; an intent already out (same id) is left to its own retries."""
         if intent.intent_id in self._out:
             return
+        if not intent.deadline_ms:
+            deadline = self.clock.time() + self.give_up_s * DEADLINE_SHARE
+            intent = dataclasses.replace(intent, deadline_ms=int(deadline * 1000))
         entry = _Outstanding(intent, self.clock.monotonic())
         self._out[intent.intent_id] = entry
         self._attempt(entry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 from services.execution.orders import client_order_id
@@ -206,3 +207,32 @@ def test_exit_for_the_gross_bought_quantity_sells_what_is_really_held(execution,
     assert Decimal(reply.result["quantity"]) < gross
     step = execution.service.filters["BTCUSDT"].step_size
     assert execution.service.position_qty("1", "BTCUSDT") < step
+
+
+def test_intent_past_its_deadline_is_refused_and_places_nothing(execution, ask, lease, sim):
+    """A decision that reaches execution after the worker stopped waiting for it (execution
+    busy or restarting, attempts queued) is not traded late: the worker has already dropped it."""
+    late = intent("i-late", lease, quote_qty=Decimal("50"),
+                  deadline_ms=int(time.time() * 1000) - 1)
+
+    reply = ask(late)
+    again = ask(late)
+
+    assert not reply.ok and reply.error_code == "expired"
+    assert "deadline" in reply.error_message
+    assert not again.ok and again.error_code == "expired"  # a resend gets the same answer
+    assert sim.venue.engine.all_orders("sim", "BTCUSDT", None, 1000) == []
+
+
+def test_accepted_intent_resent_after_its_deadline_gets_its_first_answer(execution, ask, lease,
+                                                                         sim):
+    deadline = int(time.time() * 1000) + 1500
+    first = ask(intent("i-due", lease, quote_qty=Decimal("50"), deadline_ms=deadline))
+    time.sleep(max(0.0, deadline / 1000 - time.time()) + 0.05)
+    again = ask(intent("i-due", lease, quote_qty=Decimal("50"), deadline_ms=deadline))
+
+    assert first.ok and again.ok
+    assert again.result == first.result
+    cid = client_order_id("i-due", "1")
+    orders = sim.venue.engine.all_orders("sim", "BTCUSDT", None, 1000)
+    assert [o.client_order_id for o in orders].count(cid) == 1

@@ -111,3 +111,16 @@ def test_several_intents_are_out_at_once_and_each_answer_finds_its_intent(
         peer.close()
     assert all(r.reply.result["intent_id"] == r.intent.intent_id for r in done)
     assert sorted(r.intent.intent_id for r in done) == [f"7-{t}-0" for t in range(1, 6)]
+
+
+def test_an_intent_carries_a_deadline_before_the_sender_gives_up(ctx, endpoints, sender):
+    peer = PeerServer(ctx, endpoints.execution, lambda r: Reply(ok=True)).start()
+    try:
+        before = SYSTEM_CLOCK.time()
+        sender.submit(intent(1))
+        results(sender, 1)
+    finally:
+        peer.close()
+    (sent,) = peer.requests
+    # give_up_s is 5: execution must refuse it from 4 s on, so a late answer still arrives
+    assert int(before * 1000) + 4000 <= sent.deadline_ms <= int(SYSTEM_CLOCK.time() * 1000) + 4000
