@@ -46,3 +46,23 @@ def test_outbox_survives_a_restart(tmp_path):
         reopened.close()
 
     assert b"kept" in body
+
+
+def test_the_reads_made_per_intent_and_per_reconcile_use_an_index(tmp_path):
+    """Without them every reconcile pass and protection check scanned all fills and orders
+    ever recorded (4.7 and 8.7 ms with 100,000; see services/execution/bench.py)."""
+    db = ExecutionDb(tmp_path)
+    reads = {
+        "fills of one order": ("SELECT qty FROM fills WHERE client_order_id = ?", ("c",)),
+        "a bot's fills": ("SELECT * FROM fills WHERE bot_id = ? AND symbol = ? ORDER BY trade_id",
+                          ("1", "BTCUSDT")),
+        "a bot's sells": ("SELECT * FROM orders WHERE bot_id = ? AND symbol = ? AND side = "
+                          "'SELL'", ("1", "BTCUSDT")),
+        "open orders": ("SELECT * FROM orders WHERE status IN (?, ?)", ("NEW", "PENDING_NEW")),
+    }
+    try:
+        for what, (sql, args) in reads.items():
+            plan = " ".join(row[3] for row in db.query(f"EXPLAIN QUERY PLAN {sql}", args))
+            assert "USING INDEX" in plan and "SCAN" not in plan, f"{what}: {plan}"
+    finally:
+        db.close()
