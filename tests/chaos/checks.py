@@ -100,7 +100,10 @@ def positions_protected(state_positions: Iterable[Mapping], venue_open: Iterable
         symbol, qty = position["symbol"], dec(position["qty"])
         covered = cover.pop((str(position["bot_id"]), symbol), ZERO)
         f = filters.get(symbol)
-        if f is not None and (qty - covered) * f["price"] >= f["min_notional"]:  # bare, sellable
+        # bare and sellable: the venue sells whole steps, so what is left below a step counts
+        # for nothing (a remainder it would refuse to sell cannot be protected either)
+        bare = max(qty - covered, ZERO) // f["step"] * f["step"] if f else ZERO
+        if f is not None and bare * f["price"] >= f["min_notional"]:
             problems.append(f"bot {position['bot_id']} holds {qty} {symbol} but its protective "
                             f"stop at the venue covers {covered}")
         elif covered > qty:

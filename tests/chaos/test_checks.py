@@ -60,6 +60,19 @@ def test_an_unprotected_or_overprotected_position_is_found():
     assert checks.positions_protected(dust, [], f) == []
 
 
+def test_a_remainder_the_venue_would_refuse_to_sell_is_dust():
+    """At 110, 0.0499 is worth 5.49 >= 5, but the venue sells whole steps: 0.04 is worth 4.40,
+    not sellable, so no stop can be placed for it either; 0.0599 -> 0.05 is worth 5.50.
+    The short chaos run once flagged such a remainder (0.016584 BNB at 608: 10.08 quote, but
+    0.016 -> 9.73 below the 10 minimum) that neither an exit nor an OCO could sell."""
+    f = {"BTCUSDT": {"step": Decimal("0.01"), "min_notional": Decimal("5"),
+                     "price": Decimal("110")}}
+    below = [{"bot_id": 2, "symbol": "BTCUSDT", "qty": "0.0499"}]
+    assert checks.positions_protected(below, [], f) == []
+    sellable = [{"bot_id": 2, "symbol": "BTCUSDT", "qty": "0.0599"}]
+    assert "covers 0" in checks.positions_protected(sellable, [], f)[0]
+
+
 def test_a_bot_selling_more_than_it_bought_is_found():
     orders = [order(CID, 1), order("b2-E0-ffffffffffffffffffff", 2)]
     assert checks.no_bot_oversold(orders, [trade(1, 1, True), trade(2, 2, False)],
