@@ -7,6 +7,7 @@ Decimal only; a float never touches a price or a quantity here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
@@ -459,6 +460,23 @@ def default_symbols() -> dict[str, SymbolFilters]:
 def symbols_by_name(symbols: Iterable[SymbolFilters]) -> dict[str, SymbolFilters]:
     """Index SymbolFilters by symbol name."""
     return {f.symbol: f for f in symbols}
+
+
+@functools.cache
+def _default_filters() -> dict[str, SymbolFilters]:
+    return default_symbols()
+
+
+def sellable(symbol: str, qty: Decimal, price: Decimal) -> bool:
+    """Whether a SELL of ``qty`` at ``price`` passes the symbol's filters once rounded down to
+    its step (the exchange sells whole steps). A holding that fails can be neither sold nor
+    protected on its own. For a symbol whose filters are not known here, its value against
+    :func:`dust_notional` decides."""
+    f = _default_filters().get(symbol)
+    if f is None:
+        return qty * price >= dust_notional()
+    whole = round_to_step(qty, f.step_size, ROUND_DOWN)
+    return whole >= f.min_qty and whole > 0 and whole * price >= f.min_notional
 
 
 def dust_notional() -> Decimal:

@@ -19,7 +19,7 @@ from typing import Any
 
 from shared import messages as m
 from shared import topics
-from shared.filters import dust_notional
+from shared.filters import sellable
 from shared.strategies import Book, Candle, OrderIntent, Position, Strategy, build_strategy
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,8 @@ def position_of(row: dict[str, Any] | None) -> Position:
     try:
         qty = Decimal(row.get("qty") or "0")
         entry = row.get("avg_entry_price")
-        if entry and qty * Decimal(entry) < dust_notional():
-            return Position()  # a remainder too small to sell: nothing to exit
+        if entry and not sellable(str(row.get("symbol", "")), qty, Decimal(entry)):
+            return Position()  # a remainder the exchange would not sell: nothing to exit
         return Position(qty, Decimal(entry) if entry else None, row.get("opened_at_ms"))
     except (InvalidOperation, TypeError, ValueError):
         log.warning("unreadable position %r: taken as flat", row)

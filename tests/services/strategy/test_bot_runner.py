@@ -86,3 +86,17 @@ def test_workers_rank_bots_differently():
     second = sorted(bots, key=lambda b: preference("host-2", b))
     assert first != second
     assert first == sorted(bots, key=lambda b: preference("host-1", b))  # stable
+
+
+def test_a_remainder_the_exchange_would_not_sell_is_flat_for_the_strategy():
+    """BNBUSDT sells whole 0.001 steps for at least 10 USDT. 0.016584 at 608 is worth 10.08,
+    but 0.016 is worth 9.73: every exit for it was refused (MIN_NOTIONAL), every 2 s, and the
+    bot could not enter again while it held it (seen in a short chaos run)."""
+    stuck = {"symbol": "BNBUSDT", "qty": "0.016584", "avg_entry_price": "608",
+             "opened_at_ms": 1}
+    sellable = {**stuck, "qty": "0.0172"}  # 0.017 x 608 = 10.34
+    unknown_symbol = {**stuck, "symbol": "XYZUSDT"}  # no filters known: the value decides
+
+    assert not position_of(stuck).is_open
+    assert position_of(sellable).is_open
+    assert position_of(unknown_symbol).is_open
