@@ -139,6 +139,11 @@ class Auth:
             SESSION_COOKIE_SAMESITE="Strict",
             SESSION_COOKIE_SECURE=self.settings.cookie_secure,
             PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+            # The cookie is sent only when the session changes (a login, a first CSRF token).
+            # Refreshing it on every answer let a request in flight during "Log out" send the
+            # old session back, logging the browser in again; a session now lasts 12 hours
+            # from the login, not from the last use.
+            SESSION_REFRESH_EACH_REQUEST=False,
         )
         app.session_interface = SessionCookies()
         app.before_request(self.check_request)

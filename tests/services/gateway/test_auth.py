@@ -123,6 +123,24 @@ def test_logout_ends_the_session():
     assert client.get("/api/health").status_code == 401
 
 
+def test_a_request_in_flight_during_logout_does_not_log_the_browser_back_in():
+    """A dashboard request sent with the session cookie just before "Log out" and answered just
+    after must not send that cookie back: the browser would store it again and stay logged in
+    (seen as a flaky dashboard test under load). Only a login sets the cookie."""
+    client = make().test_client()
+    token = login(client).get_json()["csrf_token"]
+    cookie = client.get_cookie("gateway_session")
+    assert cookie is not None
+
+    late = client.application.test_client()
+    late.set_cookie(cookie.key, cookie.value)
+    client.post("/api/logout", headers={"X-CSRF-Token": token})
+
+    answer = late.get("/api/health")  # carried the old cookie; answered after the logout
+    assert answer.status_code == 200
+    assert "gateway_session=" not in answer.headers.get("Set-Cookie", "")
+
+
 def test_failed_logins_are_throttled_per_address():
     app = make(LOGIN_MAX_FAILURES=3, LOGIN_WINDOW_S=60)
     clock = FakeClock()
