@@ -467,12 +467,17 @@ def _default_filters() -> dict[str, SymbolFilters]:
     return default_symbols()
 
 
+def known_filters(symbol: str) -> SymbolFilters | None:
+    """The filters of ``symbol`` if it is one of :func:`default_symbols` (parsed once)."""
+    return _default_filters().get(symbol)
+
+
 def sellable(symbol: str, qty: Decimal, price: Decimal) -> bool:
     """Whether a SELL of ``qty`` at ``price`` passes the symbol's filters once rounded down to
     its step (the exchange sells whole steps). A holding that fails can be neither sold nor
     protected on its own. For a symbol whose filters are not known here, its value against
     :func:`dust_notional` decides."""
-    f = _default_filters().get(symbol)
+    f = known_filters(symbol)
     if f is None:
         return qty * price >= dust_notional()
     whole = round_to_step(qty, f.step_size, ROUND_DOWN)

@@ -19,8 +19,16 @@ from typing import Any
 
 from shared import messages as m
 from shared import topics
-from shared.filters import sellable
-from shared.strategies import Book, Candle, OrderIntent, Position, Strategy, build_strategy
+from shared.filters import known_filters, sellable
+from shared.strategies import (
+    Book,
+    Candle,
+    MarketInfo,
+    OrderIntent,
+    Position,
+    Strategy,
+    build_strategy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +56,9 @@ class BotSpec:
 
     def build(self, bot_id: int) -> Strategy:
         values = {**self.params, "symbol": self.symbol, "timeframe": self.timeframe}
-        return build_strategy(self.strategy, str(bot_id), values)
+        filters = known_filters(self.symbol)  # the symbol's tick, as the backtester uses it
+        market = MarketInfo(tick_size=filters.tick_size) if filters is not None else None
+        return build_strategy(self.strategy, str(bot_id), values, market)
 
     def topics_for(self, needs: Iterable[str]) -> frozenset[str]:
         wanted = set()

@@ -3,6 +3,8 @@ fair share arithmetic. Pure objects, no sockets."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from services.strategy.bot_runner import BotRunner, BotSpec, position_of
@@ -100,3 +102,17 @@ def test_a_remainder_the_exchange_would_not_sell_is_flat_for_the_strategy():
     assert not position_of(stuck).is_open
     assert position_of(sellable).is_open
     assert position_of(unknown_symbol).is_open
+
+
+def test_a_bot_counts_ticks_in_its_symbols_own_tick_size():
+    """SCALPING's max_spread_ticks: BNBUSDT moves in 0.1 steps, BTCUSDT in 0.01 (the worker
+    built every strategy with 0.01, so a 1-tick BNB spread counted as 10 ticks live while the
+    backtester counted 1)."""
+    def tick(symbol: str) -> Decimal:
+        params = get_strategy("SCALPING").params_schema.validate(
+            {"symbol": symbol, "timeframe": "1m"}, partial=True)
+        return BotSpec("SCALPING", symbol, "1m", params, 1).build(5).market.tick_size
+
+    assert tick("BNBUSDT") == Decimal("0.1")
+    assert tick("BTCUSDT") == Decimal("0.01")
+    assert tick("XYZUSDT") == Decimal("0.01")  # filters unknown here: the default
