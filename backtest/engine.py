@@ -58,6 +58,7 @@ from shared.filters import (
     ROUND_NEAREST,
     ROUND_UP,
     SymbolFilters,
+    can_sell,
     default_symbols,
     round_price,
     round_to_step,
@@ -540,8 +541,7 @@ class Broker:
             self.wanted_levels = self.wanted_raw = None
 
     def _is_dust(self, price: Decimal) -> bool:
-        qty = round_to_step(self.position.base_qty, self.filters.step_size, ROUND_DOWN)
-        return qty < self.filters.min_qty or qty * price < self.filters.min_notional
+        return not can_sell(self.filters, self.position.base_qty, price)
 
 
 # --------------------------------------------------------------------------- the run
@@ -583,10 +583,6 @@ def equity_curve(n: int, start: int, marks: list[tuple[int, float, float]],
     return quote + base * close[start:n], base
 
 
-def market_info(filters: SymbolFilters) -> MarketInfo:
-    return MarketInfo(tick_size=filters.tick_size)
-
-
 def symbol_filters(symbol: str) -> SymbolFilters:
     symbols = default_symbols()
     if symbol not in symbols:
@@ -604,7 +600,7 @@ class Backtest:
         self.filters = filters or symbol_filters(config.symbol)
         self.strategy: Strategy = build_strategy(config.strategy, config.bot_id,
                                                  config.strategy_params(),
-                                                 market_info(self.filters))
+                                                 MarketInfo.of(self.filters))
         if "kline" not in self.strategy.needs:
             raise ValueError(f"{config.strategy} reads the order book; kline history has none "
                              "(record bookTicker/depth to backtest it)")

@@ -254,6 +254,14 @@ def round_qty(qty: Decimal, filters: SymbolFilters, is_market: bool = False) -> 
     return qty
 
 
+def can_sell(filters: SymbolFilters, qty: Decimal, price: Decimal) -> bool:
+    """Whether the exchange takes a SELL of ``qty`` at ``price``: rounded down to the step
+    (it sells whole steps), at least minQty and minNotional. A holding that fails can be
+    neither sold nor protected on its own."""
+    whole = round_to_step(qty, filters.step_size, ROUND_DOWN)
+    return whole >= filters.min_qty and whole * price >= filters.min_notional
+
+
 def min_qty_for_notional(filters: SymbolFilters, price: Decimal) -> Decimal:
     """The smallest valid quantity whose notional at ``price`` meets minNotional and minQty."""
     needed = filters.min_qty
@@ -473,15 +481,12 @@ def known_filters(symbol: str) -> SymbolFilters | None:
 
 
 def sellable(symbol: str, qty: Decimal, price: Decimal) -> bool:
-    """Whether a SELL of ``qty`` at ``price`` passes the symbol's filters once rounded down to
-    its step (the exchange sells whole steps). A holding that fails can be neither sold nor
-    protected on its own. For a symbol whose filters are not known here, its value against
-    :func:`dust_notional` decides."""
+    """:func:`can_sell` by the filters of ``symbol``; for a symbol whose filters are not known
+    here, its value against :func:`dust_notional` decides."""
     f = known_filters(symbol)
     if f is None:
         return qty * price >= dust_notional()
-    whole = round_to_step(qty, f.step_size, ROUND_DOWN)
-    return whole >= f.min_qty and whole > 0 and whole * price >= f.min_notional
+    return can_sell(f, qty, price)
 
 
 def dust_notional() -> Decimal:
@@ -489,4 +494,4 @@ def dust_notional() -> Decimal:
     symbol's minimum notional): a round trip that leaves only this much is closed, and a
     strategy treats the bot as flat. Binance's BUY commission, taken in the base asset, always
     leaves such a remainder once the sell quantity is rounded down to the step."""
-    return min(f.min_notional for f in default_symbols().values())
+    return min(f.min_notional for f in _default_filters().values())

@@ -27,7 +27,14 @@ from services.execution.outbox import ExecutionDb
 from services.execution.risk import RiskConfig
 from shared.bus import Publisher
 from shared.errors import ExchangeError, InsufficientFundsError, InvalidOrderError, TemporaryError
-from shared.filters import ROUND_DOWN, ROUND_UP, SymbolFilters, round_price, round_qty
+from shared.filters import (
+    ROUND_DOWN,
+    ROUND_UP,
+    SymbolFilters,
+    can_sell,
+    round_price,
+    round_qty,
+)
 from shared.messages import ProtectionChanged
 
 log = logging.getLogger(__name__)
@@ -134,7 +141,7 @@ class Protector:
                          filters)
         if free >= Decimal(row["qty"]):
             return row
-        if free < filters.min_qty or free * Decimal(row["stop_loss"]) < filters.min_notional:
+        if not can_sell(filters, free, Decimal(row["stop_loss"])):
             log.info("protection of %s not placed: bot %s holds only %s %s unguarded",
                      entry, row["bot_id"], free, row["symbol"])
             self._set_status(row, CLOSED)

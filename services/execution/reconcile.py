@@ -123,8 +123,7 @@ class Reconciler:
         changed = 0
         for cid, order_id, executed, recorded in self._short_orders(symbol):
             seen = self._checked.get(cid)
-            if seen is not None and seen[:2] == (executed, recorded) \
-                    and time.monotonic() - seen[2] < RECHECK_S:
+            if seen is not None and seen[:2] == (executed, recorded):
                 continue  # asked a moment ago and nothing changed: no weight on every run
             before = changed
             rows = self._order_trades(symbol, order_id)

@@ -57,7 +57,7 @@ class BotSpec:
     def build(self, bot_id: int) -> Strategy:
         values = {**self.params, "symbol": self.symbol, "timeframe": self.timeframe}
         filters = known_filters(self.symbol)  # the symbol's tick, as the backtester uses it
-        market = MarketInfo(tick_size=filters.tick_size) if filters is not None else None
+        market = MarketInfo.of(filters) if filters is not None else None
         return build_strategy(self.strategy, str(bot_id), values, market)
 
     def topics_for(self, needs: Iterable[str]) -> frozenset[str]:

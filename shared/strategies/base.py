@@ -14,9 +14,12 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from shared.params import ParamSchema
+
+if TYPE_CHECKING:
+    from shared.filters import SymbolFilters
 
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["MARKET", "LIMIT"]
@@ -153,6 +156,11 @@ class MarketInfo:
         object.__setattr__(self, "tick_size", to_decimal(self.tick_size))
         if self.tick_size <= 0:
             raise ValueError("tick_size must be > 0")
+
+    @classmethod
+    def of(cls, filters: SymbolFilters) -> MarketInfo:
+        """The facts a strategy may need from ``filters`` (the symbol's exchangeInfo)."""
+        return cls(tick_size=filters.tick_size)
 
 
 @dataclass(frozen=True)

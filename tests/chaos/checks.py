@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from shared.filters import ROUND_DOWN, round_to_step
+
 ZERO = Decimal(0)
 # client ids made by services/execution/orders.py: b<bot>-<role><gen>-<digest>
 _CID = re.compile(r"^b([A-Za-z0-9]{1,8})-([ECLST])(\d{1,4})-([0-9a-f]{20})$")
@@ -102,7 +104,7 @@ def positions_protected(state_positions: Iterable[Mapping], venue_open: Iterable
         f = filters.get(symbol)
         # bare and sellable: the venue sells whole steps, so what is left below a step counts
         # for nothing (a remainder it would refuse to sell cannot be protected either)
-        bare = max(qty - covered, ZERO) // f["step"] * f["step"] if f else ZERO
+        bare = round_to_step(max(qty - covered, ZERO), f["step"], ROUND_DOWN) if f else ZERO
         if f is not None and bare * f["price"] >= f["min_notional"]:
             problems.append(f"bot {position['bot_id']} holds {qty} {symbol} but its protective "
                             f"stop at the venue covers {covered}")
